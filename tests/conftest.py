@@ -1,0 +1,34 @@
+import os
+import pathlib
+
+import pytest
+
+#: The real data of this workplace, beside the project (see its README).
+SHARED_DATA = pathlib.Path(
+    os.environ.get('MLLMREC_SHARED_DATA',
+                   pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'data'))
+
+
+def shared_dataset(name: str) -> pathlib.Path:
+    r"""Returns ``../shared/data/<name>`` or skips the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f'real dataset {path} is absent (it lives in ../shared/data '
+                    'beside the project; see the README)')
+    return path
+
+
+@pytest.fixture(autouse=True, scope='session')
+def _one_thread_torch():
+    # Two cores: keep torch from oversubscribing when generating/encoding.
+    import torch
+    torch.set_num_threads(1)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    # Processed files and caches of tests never touch the user's cache.
+    home = tmp_path_factory.getbasetemp() / 'mllmrec_home'
+    monkeypatch.setenv('MLLMREC_HOME', str(home))
+    yield
