@@ -27,8 +27,8 @@ def _one_thread_torch():
 
 
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory, monkeypatch):
-    # Processed files and caches of tests never touch the user's cache.
-    home = tmp_path_factory.getbasetemp() / 'mllmrec_home'
-    monkeypatch.setenv('MLLMREC_HOME', str(home))
+def _isolated_home(tmp_path, monkeypatch):
+    # Processed files and caches of a test never touch the user's cache nor
+    # another test's.
+    monkeypatch.setenv('MLLMREC_HOME', str(tmp_path / 'mllmrec_home'))
     yield

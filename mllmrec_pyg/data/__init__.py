@@ -6,6 +6,9 @@ from .interactions import (
     split_mask,
     train_edge_index,
 )
+from .dataset import RecDataset, load_dataset, detect_format, DOMAINS
+from .stats import dataset_stats
+from .synthetic import SyntheticCatalog, synthetic_folder
 
 __all__ = [
     'INTERACTS',
@@ -14,4 +17,11 @@ __all__ = [
     'split_edge_index',
     'split_mask',
     'train_edge_index',
+    'RecDataset',
+    'load_dataset',
+    'detect_format',
+    'DOMAINS',
+    'dataset_stats',
+    'SyntheticCatalog',
+    'synthetic_folder',
 ]

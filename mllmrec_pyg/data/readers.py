@@ -1,0 +1,264 @@
+r"""Readers for the raw formats of recommendation datasets.
+
+Each reader returns plain :class:`pandas.DataFrame` objects with canonical
+column names (``user``, ``item`` as strings of the file's ids, optional
+``label`` (0/1/2 = train/valid/test), ``time``, ``rating``, and ``line``, the
+1-based line of the row in its file) so that errors downstream can still name
+the file and line.  Malformed input raises :class:`ValueError` naming the file,
+the line and the fix.
+"""
+from __future__ import annotations
+
+import ast
+import glob
+import gzip
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+import pandas as pd
+
+#: Column names of item side tables that hold an image location.
+IMAGE_COLUMNS = ('image', 'imUrl', 'image_url', 'image_path', 'img')
+#: Item side-table columns treated as text fields, in D^t order.
+DEFAULT_TEXT_FIELDS = ('title', 'brand', 'categories', 'description',
+                       'idgenrec_text', 'movie_title', 'release_year', 'class')
+
+
+@dataclass
+class RawDataset:
+    r"""What a reader found in a dataset folder, before splitting."""
+    inter: pd.DataFrame
+    source: str
+    #: Whether ids are MMRec's 0-based integers (node index == file id).
+    integer_ids: bool = False
+    item_table: Optional[pd.DataFrame] = None
+    user_table: Optional[pd.DataFrame] = None
+    item_features: Dict[str, np.ndarray] = field(default_factory=dict)
+    files: List[str] = field(default_factory=list)
+    root: str = ''
+
+
+def _error(path: str, line: int | None, what: str, fix: str) -> ValueError:
+    where = f'{path}, line {line}' if line is not None else path
+    return ValueError(f'{where}: {what}. {fix}')
+
+
+def _read_table(path: str, sep: str | None = None) -> pd.DataFrame:
+    if os.path.getsize(path) == 0:
+        raise _error(path, None, 'the file is empty',
+                     'Expected a header line and at least one row')
+    if sep is None:
+        with open(path, encoding='utf-8', errors='replace') as f:
+            header = f.readline()
+        sep = '\t' if '\t' in header else ','
+    df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False,
+                     na_filter=False, quoting=3 if sep == '\t' else 0)
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def _integer_column(df: pd.DataFrame, col: str, path: str,
+                    allowed: Optional[set] = None) -> np.ndarray:
+    values = pd.to_numeric(df[col].str.strip(), errors='coerce')
+    bad = values.isna() | (values % 1 != 0)
+    if allowed is None:
+        bad |= values < 0
+    else:
+        bad |= ~values.isin(list(allowed))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raw = df[col].iloc[row]
+        need = ('a non-negative integer' if allowed is None else
+                f'one of {sorted(allowed)}')
+        raise _error(path, int(df['line'].iloc[row]),
+                     f"column '{col}' holds {raw!r}",
+                     f'Each {col} must be {need}')
+    return values.to_numpy().astype(np.int64)
+
+
+def read_mmrec_inter(path: str) -> pd.DataFrame:
+    r"""Reads an MMRec ``.inter`` file: tab-separated, header
+    ``userID itemID x_label`` (``x_label`` 0/1/2 = train/valid/test; optional,
+    and optional ``timestamp`` / ``rating`` columns)."""
+    df = _read_table(path, sep='\t')
+    if len(df) == 0:
+        raise _error(path, None, 'the file has a header but no rows',
+                     'Expected one interaction per line')
+    df['line'] = np.arange(2, len(df) + 2)
+    missing = [c for c in ('userID', 'itemID') if c not in df.columns]
+    if missing:
+        raise _error(path, 1, f'missing column(s) {missing} (found '
+                     f'{list(df.columns[:-1])})',
+                     "The header must name 'userID' and 'itemID' (and "
+                     "optionally 'x_label'), tab-separated")
+    out = pd.DataFrame({
+        'user': _integer_column(df, 'userID', path),
+        'item': _integer_column(df, 'itemID', path),
+        'line': df['line'].to_numpy(),
+    })
+    if 'x_label' in df.columns:
+        out['label'] = _integer_column(df, 'x_label', path, {0, 1, 2})
+    for col in ('timestamp', 'rating'):
+        if col in df.columns:
+            values = pd.to_numeric(df[col], errors='coerce')
+            if values.isna().any():
+                row = int(np.flatnonzero(values.isna().to_numpy())[0])
+                raise _error(path, row + 2, f"column '{col}' holds "
+                             f'{df[col].iloc[row]!r}', f'Each {col} must be a number')
+            out['time' if col == 'timestamp' else 'rating'] = values.to_numpy()
+    return out
+
+
+def _recbole_header(path: str, df: pd.DataFrame) -> pd.DataFrame:
+    names = []
+    for col in df.columns:
+        if ':' not in col:
+            raise _error(path, 1, f"header field '{col}' has no ':type'",
+                         "RecBole atomic files name each field 'name:type' "
+                         "(e.g. 'user_id:token')")
+        names.append(col.split(':', 1)[0])
+    df.columns = names
+    return df
+
+
+def read_recbole_inter(path: str) -> pd.DataFrame:
+    r"""Reads a RecBole atomic ``.inter`` file (tab-separated,
+    ``field:type`` header, e.g. ``user_id:token item_id:token rating:float
+    timestamp:float``)."""
+    df = _recbole_header(path, _read_table(path, sep='\t'))
+    if len(df) == 0:
+        raise _error(path, None, 'the file has a header but no rows',
+                     'Expected one interaction per line')
+    df['line'] = np.arange(2, len(df) + 2)
+    missing = [c for c in ('user_id', 'item_id') if c not in df.columns]
+    if missing:
+        raise _error(path, 1, f'missing field(s) {missing}',
+                     "The header must name 'user_id:token' and 'item_id:token'")
+    out = pd.DataFrame({'user': df['user_id'].str.strip(),
+                        'item': df['item_id'].str.strip(),
+                        'line': df['line'].to_numpy()})
+    for src, dst in (('timestamp', 'time'), ('rating', 'rating'),
+                     ('label', 'label')):
+        if src in df.columns:
+            values = pd.to_numeric(df[src], errors='coerce')
+            if values.isna().any():
+                row = int(np.flatnonzero(values.isna().to_numpy())[0])
+                raise _error(path, row + 2, f"field '{src}' holds "
+                             f'{df[src].iloc[row]!r}', f'Each {src} must be a number')
+            out[dst] = values.to_numpy()
+    return out
+
+
+def read_recbole_side(path: str, key: str) -> pd.DataFrame:
+    r"""Reads a RecBole ``.item`` / ``.user`` file, indexed by :obj:`key`
+    (``item_id`` or ``user_id``)."""
+    df = _recbole_header(path, _read_table(path, sep='\t'))
+    if key not in df.columns:
+        raise _error(path, 1, f"missing field '{key}'",
+                     f"The header must name '{key}:token'")
+    return df.set_index(df[key].str.strip()).drop(columns=[key])
+
+
+def read_side_table(path: str) -> tuple[str, pd.DataFrame] | None:
+    r"""Reads an MMRec-style side table (tsv or csv with an ``itemID`` or
+    ``userID`` column).  Returns :obj:`('item' | 'user', table)` indexed by the
+    id as a string, or :obj:`None` when the file has neither column."""
+    df = _read_table(path)
+    for key, kind in (('itemID', 'item'), ('userID', 'user')):
+        if key in df.columns:
+            df['line'] = np.arange(2, len(df) + 2)
+            ids = _integer_column(df, key, path)
+            df = df.drop(columns=[key, 'line'])
+            df.index = pd.Index(ids.astype(str))
+            df = df[~df.index.duplicated(keep='first')]
+            return kind, df
+    return None
+
+
+def _literal_lines(path: str):
+    opener = gzip.open if path.endswith('.gz') else open
+    with opener(path, 'rt', encoding='utf-8') as f:  # type: ignore[operator]
+        for number, line in enumerate(f, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield ast.literal_eval(line)
+            except (ValueError, SyntaxError):
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise _error(path, number, 'not a Python-literal or JSON '
+                                 'object', 'Each line of an Amazon 2014 meta '
+                                 'file holds one product dict') from exc
+
+
+def _join_categories(value) -> str:
+    if isinstance(value, (list, tuple)):
+        parts = [' > '.join(map(str, v)) if isinstance(v, (list, tuple))
+                 else str(v) for v in value]
+        return ' | '.join(p for p in parts if p)
+    return '' if value is None else str(value)
+
+
+def read_amazon_raw(folder: str, category: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    r"""Reads the raw Amazon 2014 review data of one category:
+    ``ratings_<Category>.csv`` (``user,item,rating,timestamp``, no header) and
+    ``meta_<Category>.json.gz`` (one Python-literal product dict per line).
+
+    Returns the interactions, the item table (indexed by asin; ``title``,
+    ``brand``, ``categories``, ``description``, ``imUrl``, ``price``) and the
+    files read."""
+    ratings = sorted(glob.glob(os.path.join(folder, 'ratings_*.csv')))
+    if category is not None:
+        ratings = [p for p in ratings
+                   if os.path.basename(p) == f'ratings_{category}.csv']
+    if len(ratings) != 1:
+        raise FileNotFoundError(
+            f"{folder}: expected exactly one 'ratings_<Category>.csv' "
+            f'(found {[os.path.basename(p) for p in ratings]}). Download it '
+            'from the Amazon review data (2014) page, '
+            'https://jmcauley.ucsd.edu/data/amazon/links.html ("ratings only" '
+            'and "metadata" of your category), and place both files in '
+            f'{folder}')
+    cat = os.path.basename(ratings[0])[len('ratings_'):-len('.csv')]
+    meta = os.path.join(folder, f'meta_{cat}.json.gz')
+    if not os.path.exists(meta):
+        raise FileNotFoundError(
+            f"{folder}: 'meta_{cat}.json.gz' is missing. Download the "
+            f'metadata of {cat} from the Amazon review data (2014) page and '
+            f'place it beside {os.path.basename(ratings[0])}')
+    df = pd.read_csv(ratings[0], header=None, dtype=str, keep_default_na=False,
+                     names=['user', 'item', 'rating', 'time'])
+    if len(df) == 0:
+        raise _error(ratings[0], None, 'the file is empty',
+                     'Expected lines user,item,rating,timestamp')
+    df['line'] = np.arange(1, len(df) + 1)
+    for col in ('rating', 'time'):
+        values = pd.to_numeric(df[col], errors='coerce')
+        if values.isna().any():
+            row = int(np.flatnonzero(values.isna().to_numpy())[0])
+            raise _error(ratings[0], row + 1, f'{col} {df[col].iloc[row]!r} '
+                         'is not a number', 'Expected lines '
+                         'user,item,rating,timestamp')
+        df[col] = values.to_numpy()
+    rows = []
+    for obj in _literal_lines(meta):
+        if not isinstance(obj, dict) or 'asin' not in obj:
+            continue
+        rows.append({
+            'asin': str(obj['asin']),
+            'title': str(obj.get('title', '') or ''),
+            'brand': str(obj.get('brand', '') or ''),
+            'categories': _join_categories(obj.get('categories')),
+            'description': str(obj.get('description', '') or ''),
+            'imUrl': str(obj.get('imUrl', '') or ''),
+            'price': '' if obj.get('price') is None else str(obj.get('price')),
+        })
+    items = pd.DataFrame(rows, columns=['asin', 'title', 'brand', 'categories',
+                                        'description', 'imUrl', 'price'])
+    items = items.drop_duplicates('asin').set_index('asin', drop=False)
+    return df, items, [ratings[0], meta]
