@@ -1,3 +1,4 @@
+from .dataset import DOMAINS, RecDataset, detect_format, load_dataset
 from .interactions import (
     INTERACTS,
     REV_INTERACTS,
@@ -6,7 +7,6 @@ from .interactions import (
     split_mask,
     train_edge_index,
 )
-from .dataset import RecDataset, load_dataset, detect_format, DOMAINS
 from .stats import dataset_stats
 from .synthetic import SyntheticCatalog, synthetic_folder
 

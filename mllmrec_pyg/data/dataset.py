@@ -248,10 +248,15 @@ class RecDataset(InMemoryDataset):
         self.inter_file = inter_file
         self.category = category
         self.text_fields = tuple(text_fields)
-        self.domain = domain or dataset_domain(root, self.name)
         self._files = self._input_files(root)
-        fmt = 'amazon_raw' if any('ratings_' in os.path.basename(f)
-                                  for f in self._files) else 'other'
+        ratings = [os.path.basename(f) for f in self._files
+                   if os.path.basename(f).startswith('ratings_')]
+        fmt = 'amazon_raw' if ratings else 'other'
+        if (domain is None and ratings and self.name.lower() not in DOMAINS
+                and not os.path.exists(os.path.join(root, 'dataset.json'))):
+            # Raw Amazon data names its category: ratings_Toys_and_Games.csv.
+            domain = ratings[0][len('ratings_'):-len('.csv')].replace('_', ' ')
+        self.domain = domain or dataset_domain(root, self.name)
         self.k_core = (5 if fmt == 'amazon_raw' else 0) if k_core is None else k_core
         self.key = hash_params({
             'files': hash_files(self._files),

@@ -120,7 +120,7 @@ class SyntheticCatalog:
         label = mmrec_split(user, seed=self.seed)
         with open(os.path.join(folder, 'synthetic.inter'), 'w') as f:
             f.write('userID\titemID\tx_label\ttimestamp\n')
-            for row in zip(user, item, label, time):
+            for row in zip(user, item, label, time, strict=True):
                 f.write('\t'.join(str(int(v)) for v in row) + '\n')
 
         with open(os.path.join(folder, 'synthetic.users.tsv'), 'w') as f:

@@ -175,3 +175,25 @@ def test_real_datasets(name, expected):
                                'split': 'mmrec', 'seed': 2024,
                                'cold_start_users': 0, 'items_with_text': 1682,
                                'warnings': []}
+
+
+def test_raw_amazon_is_five_core_filtered_and_split(tmp_path):
+    import gzip
+    root = tmp_path / 'toys'
+    root.mkdir()
+    rows = [f'U{u},I{i},5.0,{100 * u + i}' for u in range(6) for i in range(6)]
+    rows += ['U9,I0,3.0,1', 'U9,I1,3.0,2', 'U0,I9,1.0,3']  # sparse user and item
+    write(root / 'ratings_Toys.csv', '\n'.join(rows) + '\n')
+    with gzip.open(root / 'meta_Toys.json.gz', 'wt') as f:
+        for i in range(6):
+            f.write(f"{{'asin': 'I{i}', 'title': 'Toy {i}', 'brand': 'B', "
+                    f"'categories': [['Toys', 'Cars']], 'imUrl': 'http://img/{i}.jpg'}}\n")
+    data = load_dataset(str(root))
+    assert dataset_stats(data) == {'users': 6, 'items': 6, 'interactions': 36,
+                                   'train': 24, 'valid': 6, 'test': 6}
+    assert data.report['k_core'] == 5 and data.report['k_core_removed'] == 3
+    assert data['user'].raw_id == [f'U{u}' for u in range(6)]
+    assert data['item'].text['title'] == [f'Toy {i}' for i in range(6)]
+    assert data['item'].text['categories'][0] == 'Toys > Cars'
+    assert data['item'].image[5] == 'http://img/5.jpg'
+    assert data.domain == 'Toys'
