@@ -1,0 +1,13 @@
+r"""Layers, losses and recommenders."""
+from .conv import LightGCNConv
+from .models import BPRMF, VBPR, LightGCN, MLLMRec, Recommender, build_model
+
+__all__ = [
+    'LightGCNConv',
+    'Recommender',
+    'MLLMRec',
+    'LightGCN',
+    'BPRMF',
+    'VBPR',
+    'build_model',
+]

@@ -1,0 +1,4 @@
+r"""Message-passing layers."""
+from .lightgcn_conv import LightGCNConv
+
+__all__ = ['LightGCNConv']
