@@ -14,6 +14,8 @@ from typing import List, Optional
 #: Sub-command modules, in the order ``mllmrec --help`` lists them.
 _COMMANDS: List[str] = [
     'stats',
+    'describe',
+    'prefer',
 ]
 
 

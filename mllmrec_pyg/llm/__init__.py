@@ -1,0 +1,67 @@
+r"""The reasoning stage of MLLMRec: image descriptions (Prompt1), the item
+multimodal description :math:`D_m^i`, user preferences from TRAINING items
+(Prompt2), and their sentence embeddings; every generation goes through a
+content-addressed cache."""
+from .backends import (
+    BACKENDS,
+    BackendError,
+    Generation,
+    GenerationBackend,
+    GenerationRequest,
+    HuggingFaceBackend,
+    ImageStatisticsDescriber,
+    OpenAIHTTPBackend,
+    SmolLM2Backend,
+    make_backend,
+    smollm2_gguf_path,
+)
+from .cache import GenerationCache, default_cache_path, generation_key
+from .describe import DescribeRun, ImageUnavailable, describe_items, load_image_bytes
+from .encode import DEFAULT_ENCODER, TextEncoder
+from .prefer import (
+    FullHistoryLeakWarning,
+    HistoryPolicy,
+    PreferenceRun,
+    build_preference_prompts,
+    generate_preferences,
+)
+from .prompts import PROMPT1, PROMPT2, DescriptionPrompt, PreferencePrompt
+from .runner import RunResult, run_requests
+from .text import ItemDescriptions, WordTokenizer, compose_item_descriptions
+
+__all__ = [
+    'BACKENDS',
+    'BackendError',
+    'DEFAULT_ENCODER',
+    'DescribeRun',
+    'DescriptionPrompt',
+    'FullHistoryLeakWarning',
+    'Generation',
+    'GenerationBackend',
+    'GenerationCache',
+    'GenerationRequest',
+    'HistoryPolicy',
+    'HuggingFaceBackend',
+    'ImageStatisticsDescriber',
+    'ImageUnavailable',
+    'ItemDescriptions',
+    'OpenAIHTTPBackend',
+    'PROMPT1',
+    'PROMPT2',
+    'PreferencePrompt',
+    'PreferenceRun',
+    'RunResult',
+    'SmolLM2Backend',
+    'TextEncoder',
+    'WordTokenizer',
+    'build_preference_prompts',
+    'compose_item_descriptions',
+    'default_cache_path',
+    'describe_items',
+    'generate_preferences',
+    'generation_key',
+    'load_image_bytes',
+    'make_backend',
+    'run_requests',
+    'smollm2_gguf_path',
+]

@@ -1,0 +1,61 @@
+r"""Command-line options shared by ``mllmrec describe`` and
+``mllmrec prefer``: the backend, its model and server, and the cache."""
+from __future__ import annotations
+
+import argparse
+from typing import Any, Dict
+
+from mllmrec_pyg.llm.backends import BACKENDS, GenerationBackend, make_backend
+from mllmrec_pyg.llm.cache import GenerationCache
+
+
+def add_backend_options(parser: argparse.ArgumentParser,
+                        default_backend: str) -> None:
+    group = parser.add_argument_group('backend')
+    group.add_argument('--backend', choices=BACKENDS, default=default_backend,
+                       help=f'generation backend (default: {default_backend})')
+    group.add_argument('--model', default=None,
+                       help="the served model name ('openai'; default: "
+                       "$MLLMREC_OPENAI_MODEL or the server's first model) or a "
+                       "model folder / Hub id ('hf')")
+    group.add_argument('--base-url', default=None,
+                       help="API root of an OpenAI-compatible server, e.g. "
+                       "http://127.0.0.1:8080/v1 (default: "
+                       "$MLLMREC_OPENAI_BASE_URL or $OPENAI_BASE_URL); the API "
+                       "key is read from $MLLMREC_OPENAI_API_KEY or "
+                       "$OPENAI_API_KEY only")
+    group.add_argument('--max-new-tokens', type=int, default=160,
+                       help='most tokens to generate (default: 160)')
+    group.add_argument('--seed', type=int, default=0,
+                       help='generation seed (default: 0)')
+    group.add_argument('--concurrency', type=int, default=4,
+                       help="requests in flight at once ('openai'; default: 4)")
+    group.add_argument('--timeout', type=float, default=120.0,
+                       help="seconds per request attempt ('openai'; default: 120)")
+    group.add_argument('--threads', type=int, default=None,
+                       help="CPU threads of local models (default: 1 for "
+                       "'smollm2', unchanged for 'hf')")
+    group.add_argument('--cache', default=None,
+                       help='generation cache file (default: '
+                       '$MLLMREC_HOME/llm/generations.sqlite)')
+    group.add_argument('--export-cache', default=None, metavar='FILE',
+                       help='also export the whole cache to FILE (.csv or '
+                       '.parquet)')
+    group.add_argument('--no-progress', action='store_true',
+                       help='hide the progress bar')
+
+
+def build_backend(args: argparse.Namespace) -> GenerationBackend:
+    options: Dict[str, Any] = {}
+    if args.backend == 'openai':
+        options = dict(max_tokens=args.max_new_tokens, seed=args.seed,
+                       max_concurrency=args.concurrency, timeout=args.timeout)
+    elif args.backend in ('hf', 'smollm2'):
+        options = dict(max_new_tokens=args.max_new_tokens, seed=args.seed,
+                       num_threads=args.threads)
+    return make_backend(args.backend, model=args.model, base_url=args.base_url,
+                        **options)
+
+
+def open_cache(args: argparse.Namespace) -> GenerationCache:
+    return GenerationCache(args.cache)

@@ -1,0 +1,265 @@
+r"""Any OpenAI-compatible chat-completions server (vLLM, ollama's ``/v1``,
+llama.cpp's server, hosted APIs) over HTTP."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import random
+from typing import Any, Dict, List, Optional, Sequence
+
+from mllmrec_pyg.llm.backends.base import (
+    BackendError,
+    Generation,
+    GenerationBackend,
+    GenerationOutcome,
+    GenerationRequest,
+    ResultCallback,
+)
+
+#: Environment variables read when an argument is not given (first set wins).
+BASE_URL_ENV = ('MLLMREC_OPENAI_BASE_URL', 'OPENAI_BASE_URL')
+API_KEY_ENV = ('MLLMREC_OPENAI_API_KEY', 'OPENAI_API_KEY')
+MODEL_ENV = ('MLLMREC_OPENAI_MODEL', 'OPENAI_MODEL')
+
+_RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+def _from_env(names: Sequence[str]) -> Optional[str]:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def _image_mime(image: bytes) -> str:
+    if image.startswith(b'\x89PNG'):
+        return 'image/png'
+    if image.startswith(b'\xff\xd8'):
+        return 'image/jpeg'
+    if image[:6] in (b'GIF87a', b'GIF89a'):
+        return 'image/gif'
+    if image[:4] == b'RIFF' and image[8:12] == b'WEBP':
+        return 'image/webp'
+    return 'application/octet-stream'
+
+
+class OpenAIHTTPBackend(GenerationBackend):
+    r"""Completions from an OpenAI-compatible :obj:`/v1/chat/completions`
+    endpoint, with images sent as base64 data URLs.
+
+    Requests run concurrently on one event loop, at most
+    :obj:`max_concurrency` at a time; each has a timeout and is retried with
+    exponential backoff (and jitter, honouring ``Retry-After``) on HTTP 408,
+    409, 425, 429 and 5xx answers, on timeouts and on connection errors.
+    Other 4xx answers fail at once (a retry would get the same answer).
+
+    Args:
+        base_url (str, optional): The API root, e.g.
+            :obj:`"http://127.0.0.1:8080/v1"`. (default:
+            :obj:`$MLLMREC_OPENAI_BASE_URL`, else :obj:`$OPENAI_BASE_URL`)
+        model (str, optional): The served model's name; when neither given
+            nor set in :obj:`$MLLMREC_OPENAI_MODEL` / :obj:`$OPENAI_MODEL`,
+            the first model of :obj:`GET /models` is used.
+            (default: :obj:`None`)
+        api_key (str, optional): Sent as a bearer token; never logged,
+            repr'd, cached or written. (default:
+            :obj:`$MLLMREC_OPENAI_API_KEY`, else :obj:`$OPENAI_API_KEY`)
+        max_tokens (int, optional): Most tokens to generate.
+            (default: :obj:`160`)
+        temperature (float, optional): Sampling temperature; :obj:`0` is
+            greedy. (default: :obj:`0.0`)
+        seed (int, optional): Sent as :obj:`seed` for servers that honour
+            it. (default: :obj:`0`)
+        max_concurrency (int, optional): Requests in flight at once.
+            (default: :obj:`4`)
+        timeout (float, optional): Seconds one attempt may take.
+            (default: :obj:`120.0`)
+        max_retries (int, optional): Retries after the first attempt.
+            (default: :obj:`5`)
+        backoff (float, optional): First retry delay in seconds; doubled
+            each retry. (default: :obj:`1.0`)
+        max_backoff (float, optional): Largest retry delay in seconds.
+            (default: :obj:`30.0`)
+    """
+    name = 'openai'
+    supports_images = True
+
+    def __init__(self, base_url: Optional[str] = None,
+                 model: Optional[str] = None, api_key: Optional[str] = None,
+                 max_tokens: int = 160, temperature: float = 0.0,
+                 seed: int = 0, max_concurrency: int = 4,
+                 timeout: float = 120.0, max_retries: int = 5,
+                 backoff: float = 1.0, max_backoff: float = 30.0) -> None:
+        super().__init__()
+        base_url = base_url or _from_env(BASE_URL_ENV)
+        if not base_url:
+            raise ValueError(
+                'No server for the OpenAI-compatible backend: pass --base-url '
+                '(e.g. http://127.0.0.1:8080/v1) or set '
+                f'{BASE_URL_ENV[0]}')
+        if max_concurrency < 1:
+            raise ValueError(f'max_concurrency must be >= 1 (got '
+                             f'{max_concurrency})')
+        self.base_url = base_url.rstrip('/')
+        self._api_key = api_key or _from_env(API_KEY_ENV)
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.seed = seed
+        self.max_concurrency = max_concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.model = model or _from_env(MODEL_ENV) or ''
+
+    @property
+    def generation_params(self) -> Dict[str, Any]:
+        return {'max_tokens': self.max_tokens,
+                'temperature': self.temperature, 'seed': self.seed}
+
+    def _headers(self) -> Dict[str, str]:
+        headers = {'Content-Type': 'application/json'}
+        if self._api_key:
+            headers['Authorization'] = f'Bearer {self._api_key}'
+        return headers
+
+    def resolve_model(self) -> str:
+        r"""Returns :attr:`model`, asking the server's :obj:`GET /models`
+        for its first model when none was configured.
+
+        Raises:
+            ValueError: If no model is configured and the server lists
+                none (or cannot be reached).
+        """
+        if not self.model:
+            import httpx
+
+            try:
+                response = httpx.get(f'{self.base_url}/models',
+                                     headers=self._headers(),
+                                     timeout=self.timeout)
+                response.raise_for_status()
+                models = response.json().get('data') or []
+            except (httpx.HTTPError, ValueError) as exc:
+                raise ValueError(
+                    f'No --model given and {self.base_url}/models did not '
+                    f'answer ({type(exc).__name__}: {exc}): is the server '
+                    'up? Pass --model to skip the lookup') from exc
+            if not models:
+                raise ValueError(f'No --model given and {self.base_url}'
+                                 '/models lists no model')
+            self.model = str(models[0]['id'])
+        return self.model
+
+    def identity(self) -> Dict[str, Any]:
+        self.resolve_model()
+        return super().identity()
+
+    def _payload(self, request: GenerationRequest) -> Dict[str, Any]:
+        content: Any = request.prompt
+        if request.image is not None:
+            encoded = base64.b64encode(request.image).decode('ascii')
+            url = f'data:{_image_mime(request.image)};base64,{encoded}'
+            content = [{'type': 'image_url', 'image_url': {'url': url}},
+                       {'type': 'text', 'text': request.prompt}]
+        return {
+            'model': self.model,
+            'messages': [{'role': 'user', 'content': content}],
+            'max_tokens': self.max_tokens,
+            'temperature': self.temperature,
+            'seed': self.seed,
+            'stream': False,
+        }
+
+    def _delay(self, attempt: int, retry_after: Optional[str]) -> float:
+        if retry_after is not None:
+            try:
+                return min(float(retry_after), self.max_backoff)
+            except ValueError:
+                pass
+        delay = min(self.backoff * 2**attempt, self.max_backoff)
+        return delay * (0.5 + random.random() / 2)
+
+    async def _complete(self, client: Any,
+                        request: GenerationRequest) -> Generation:
+        import httpx
+
+        payload = self._payload(request)
+        url = f'{self.base_url}/chat/completions'
+        last = ''
+        for attempt in range(self.max_retries + 1):
+            retry_after: Optional[str] = None
+            try:
+                response = await client.post(url, json=payload,
+                                             headers=self._headers())
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                last = f'{type(exc).__name__}: {exc}'
+            else:
+                if response.status_code == 200:
+                    return self._parse(response)
+                last = f'HTTP {response.status_code}: {response.text[:300]}'
+                if response.status_code not in _RETRY_STATUS:
+                    raise BackendError(f'{url} answered {last}')
+                retry_after = response.headers.get('retry-after')
+            if attempt < self.max_retries:
+                await asyncio.sleep(self._delay(attempt, retry_after))
+        raise BackendError(f'{url} failed after {self.max_retries + 1} '
+                           f'attempts; last: {last}')
+
+    @staticmethod
+    def _parse(response: Any) -> Generation:
+        try:
+            body = response.json()
+            text = body['choices'][0]['message']['content']
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise BackendError(f'Malformed completion: {response.text[:300]}'
+                               ) from exc
+        usage = body.get('usage') or {}
+        return Generation(text=(text or '').strip(),
+                          prompt_tokens=usage.get('prompt_tokens'),
+                          completion_tokens=usage.get('completion_tokens'))
+
+    async def _run(self, requests: Sequence[GenerationRequest],
+                   on_result: ResultCallback) -> None:
+        import httpx
+
+        semaphore = asyncio.Semaphore(self.max_concurrency)
+        limits = httpx.Limits(max_connections=self.max_concurrency)
+
+        async with httpx.AsyncClient(timeout=self.timeout,
+                                     limits=limits) as client:
+
+            async def one(index: int) -> None:
+                async with semaphore:
+                    outcome: GenerationOutcome
+                    try:
+                        outcome = await self._complete(client,
+                                                       requests[index])
+                    except Exception as exc:  # recorded, never fatal
+                        outcome = exc
+                # The loop is single-threaded: the callback (a cache commit)
+                # runs before any other request's outcome is handled.
+                on_result(index, outcome)
+
+            tasks: List[asyncio.Task] = [
+                asyncio.ensure_future(one(i)) for i in range(len(requests))
+            ]
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                for task in tasks:
+                    task.cancel()
+
+    def generate_many(self, requests: Sequence[GenerationRequest],
+                      on_result: ResultCallback) -> None:
+        if not requests:
+            return
+        self.resolve_model()
+        asyncio.run(self._run(requests, on_result))
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(base_url={self.base_url!r}, '
+                f'model={self.model!r}, max_concurrency='
+                f'{self.max_concurrency})')

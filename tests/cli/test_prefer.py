@@ -1,0 +1,94 @@
+import csv
+import json
+
+import pytest
+
+from mllmrec_pyg.cli import main
+from mllmrec_pyg.data import load_dataset, train_edge_index
+from mllmrec_pyg.llm.prefer import FullHistoryLeakWarning
+from tests.llm.fake_server import FakeOpenAIServer
+
+SPEC = 'synthetic:users=6,items=10,seed=0'
+
+
+def read(out):
+    with open(out / 'preferences.tsv', newline='') as f:
+        rows = list(csv.reader(f, delimiter='\t'))
+    prompts = [json.loads(line) for line in
+               (out / 'prompts.jsonl').read_text().splitlines()]
+    return rows, prompts, json.loads((out / 'summary.json').read_text())
+
+
+def test_prefer_over_http_twice(tmp_path):
+    pytest.importorskip('httpx')
+    out = tmp_path / 'out'
+    with FakeOpenAIServer() as server:
+        argv = ['prefer', SPEC, '--backend', 'openai', '--base-url',
+                server.base_url, '--out', str(out), '--no-progress',
+                '--cache', str(tmp_path / 'cache.sqlite')]
+        assert main(argv) == 0
+        rows, prompts, summary = read(out)
+        assert {k: summary[k] for k in ('backend', 'model',
+                                        'preference_source', 'users', 'calls',
+                                        'cache_hits', 'failures')} == {
+            'backend': 'openai', 'model': 'fake-model',
+            'preference_source': 'train', 'users': 6, 'calls': 6,
+            'cache_hits': 0, 'failures': 0}
+        data = load_dataset(SPEC)
+        assert [r[0] for r in rows[1:]] == data['user'].raw_id
+        # Every listed item is one of the user's TRAINING items.
+        train = train_edge_index(data)
+        raw_items = data['item'].raw_id
+        for prompt in prompts:
+            user = data['user'].raw_id.index(prompt['user'])
+            allowed = {raw_items[i] for i in
+                       train[1, train[0] == user].tolist()}
+            assert prompt['item_ids'] and set(prompt['item_ids']) <= allowed
+            assert rows[1 + user][1] == f"echo {prompt['prompt']}"
+
+        assert main(argv) == 0
+        _, _, again = read(out)
+        assert (again['calls'], again['cache_hits']) == (0, 6)
+        assert len(server.requests) == 6
+
+
+def test_prefer_full_history_is_marked(tmp_path, capsys):
+    out = tmp_path / 'out'
+    with FakeOpenAIServer() as server:
+        with pytest.warns(FullHistoryLeakWarning):
+            assert main(['prefer', SPEC, '--backend', 'openai', '--base-url',
+                         server.base_url, '--out', str(out), '--no-progress',
+                         '--max-users', '2', '--preference-source',
+                         'full_history']) == 0
+    rows, prompts, summary = read(out)
+    assert summary['preference_source'] == 'full_history'
+    assert 'LEAKED' in capsys.readouterr().err
+    assert [p['preference_source'] for p in prompts] == ['full_history'] * 2
+    assert [r[2] for r in rows] == ['preference_source'] + ['full_history'] * 2
+
+
+def test_prefer_errors(tmp_path, capsys):
+    assert main(['prefer', SPEC, '--out', str(tmp_path), '--max-users',
+                 '0']) == 2
+    assert '--max-users must be >= 1' in capsys.readouterr().err
+    assert main(['prefer', SPEC, '--backend', 'hf', '--out',
+                 str(tmp_path)]) == 2
+    assert "needs --model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_prefer_with_smollm2(tmp_path):
+    pytest.importorskip('gguf')
+    from mllmrec_pyg.llm.backends import smollm2_gguf_path
+    try:
+        smollm2_gguf_path()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    out = tmp_path / 'out'
+    # Two listed items keep the prompt (and its CPU prefill) short.
+    assert main(['prefer', SPEC, '--max-users', '1', '--max-new-tokens', '6',
+                 '--max-items', '2',
+                 '--out', str(out), '--no-progress']) == 0
+    rows, prompts, summary = read(out)
+    assert summary['backend'] == 'smollm2' and summary['calls'] == 1
+    assert len(rows) == 2 and rows[1][1]

@@ -1,0 +1,44 @@
+r"""A scripted in-memory backend for runner tests."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from mllmrec_pyg.llm.backends.base import (
+    BackendError,
+    Generation,
+    GenerationBackend,
+)
+
+
+class FakeBackend(GenerationBackend):
+    r"""Answers ``'pref: ' + prompt[-12:]``; fails prompts containing a
+    word of :obj:`fail_on`; raises :class:`KeyboardInterrupt` after
+    :obj:`interrupt_after` answers (like Ctrl-C mid-run)."""
+    name = 'fake'
+    supports_images = True
+
+    def __init__(self, fail_on: List[str] = (),  # type: ignore
+                 interrupt_after: Optional[int] = None) -> None:
+        super().__init__()
+        self.model = 'fake-1'
+        self.fail_on = list(fail_on)
+        self.interrupt_after = interrupt_after
+        self.calls = 0
+        self.prompts: List[str] = []
+
+    @property
+    def generation_params(self) -> Dict[str, int]:
+        return {'seed': 0}
+
+    def generate_many(self, requests, on_result):
+        for index, request in enumerate(requests):
+            if self.interrupt_after is not None and \
+                    self.calls >= self.interrupt_after:
+                raise KeyboardInterrupt
+            self.calls += 1
+            self.prompts.append(request.prompt)
+            if any(word in request.prompt for word in self.fail_on):
+                on_result(index, BackendError('scripted failure'))
+            else:
+                on_result(index, Generation(f'pref: {request.prompt[-12:]}',
+                                            completion_tokens=4))

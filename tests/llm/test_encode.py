@@ -1,0 +1,31 @@
+import torch
+
+from mllmrec_pyg.llm.encode import DEFAULT_ENCODER, TextEncoder
+
+
+def test_encoder_with_content_keyed_cache(tmp_path):
+    cache = tmp_path / 'emb.sqlite'
+    encoder = TextEncoder(cache=str(cache))
+    assert encoder.name == DEFAULT_ENCODER and encoder.dim == 384
+    assert encoder.token_budget() == 254
+    assert encoder.revision.startswith('sha256:')
+    texts = ['a red ceramic mug', 'running shoes', 'a red ceramic mug']
+    first = encoder.encode(texts)
+    assert first.shape == (3, 384) and first.dtype == torch.float32
+    assert torch.equal(first[0], first[2])
+    assert encoder.encoded == 2 and encoder.cache_hits == 0
+    direct = encoder.model.encode(['running shoes'], convert_to_tensor=True)
+    assert torch.allclose(first[1], direct[0].cpu(), atol=1e-6)
+    assert str(encoder) == (f"TextEncoder('{DEFAULT_ENCODER}', revision="
+                            f"'{encoder.revision}', dim=384)")
+
+    # A second encoder on the same cache computes nothing.
+    again = TextEncoder(cache=str(cache))
+    assert torch.equal(again.encode(texts), first)
+    assert again.encoded == 0 and again.cache_hits == 3
+    # The encoder's name and revision are part of the key.
+    renamed = TextEncoder(cache=str(cache), name='other', revision='r1')
+    assert renamed.key('x') != again.key('x')
+    renamed.encode(['running shoes'])
+    assert renamed.encoded == 1
+    assert encoder.encode([]).shape == (0, 384)

@@ -1,0 +1,76 @@
+import pytest
+
+from mllmrec_pyg.llm.backends import GenerationRequest
+from mllmrec_pyg.llm.cache import GenerationCache
+from mllmrec_pyg.llm.runner import run_requests
+from tests.llm.fake_backend import FakeBackend
+
+JOBS = [(f'u{i}', GenerationRequest(f'prompt number {i}')) for i in range(5)]
+
+
+def test_rerun_makes_no_calls(tmp_path):
+    cache = GenerationCache(str(tmp_path / 'c.sqlite'))
+    first = run_requests(FakeBackend(), cache, 'prefer', JOBS, progress=False)
+    assert (first.calls, first.cache_hits, first.failures) == (5, 0, {})
+    assert first.texts['u3'] == 'pref: mpt number 3'
+    assert first.completion_tokens == 20
+    backend = FakeBackend()
+    second = run_requests(backend, cache, 'prefer', JOBS, progress=False)
+    assert (second.calls, second.cache_hits, backend.calls) == (0, 5, 0)
+    assert second.texts == first.texts
+    assert second.tokens_per_second is None
+
+
+def test_identical_prompts_are_sent_once(tmp_path):
+    cache = GenerationCache(str(tmp_path / 'c.sqlite'))
+    jobs = [('a', GenerationRequest('same')), ('b', GenerationRequest('same'))]
+    result = run_requests(FakeBackend(), cache, 'prefer', jobs,
+                          progress=False)
+    assert result.calls == 1 and result.texts == {'a': 'pref: same',
+                                                  'b': 'pref: same'}
+
+
+def test_interrupt_keeps_finished_work(tmp_path):
+    cache = GenerationCache(str(tmp_path / 'c.sqlite'))
+    with pytest.raises(KeyboardInterrupt):
+        run_requests(FakeBackend(interrupt_after=2), cache, 'prefer', JOBS,
+                     progress=False)
+    assert cache.counts() == {'ok': 2}
+    backend = FakeBackend()
+    resumed = run_requests(backend, cache, 'prefer', JOBS, progress=False)
+    assert (resumed.calls, resumed.cache_hits) == (3, 2)
+    assert backend.prompts == [f'prompt number {i}' for i in (2, 3, 4)]
+
+
+def test_failures_are_recorded_and_retried(tmp_path):
+    cache = GenerationCache(str(tmp_path / 'c.sqlite'))
+    result = run_requests(FakeBackend(fail_on=['number 1']), cache, 'prefer',
+                          JOBS, progress=False)
+    assert result.failures == {'u1': 'BackendError: scripted failure'}
+    assert [e.subject for e in cache.failures()] == ['u1']
+    retry = run_requests(FakeBackend(), cache, 'prefer', JOBS,
+                         progress=False)
+    assert (retry.calls, retry.cache_hits, retry.failures) == (1, 4, {})
+    assert cache.failures() == []
+
+
+def test_progress_bar_reports_hits_and_failures(tmp_path, capsys):
+    cache = GenerationCache(str(tmp_path / 'c.sqlite'))
+    run_requests(FakeBackend(fail_on=['number 4']), cache, 'prefer',
+                 JOBS[:3], progress=False)
+    run_requests(FakeBackend(fail_on=['number 4']), cache, 'prefer', JOBS,
+                 progress=True, description='prefs')
+    err = capsys.readouterr().err
+    assert 'prefs' in err and '5/5' in err
+    assert 'hits=3' in err and 'failed=1' in err
+
+
+def test_cached_only_makes_no_call(tmp_path):
+    cache = GenerationCache(str(tmp_path / 'c.sqlite'))
+    run_requests(FakeBackend(), cache, 'prefer', JOBS[:2], progress=False)
+    backend = FakeBackend()
+    result = run_requests(backend, cache, 'prefer', JOBS, progress=False,
+                          cached_only=True)
+    assert backend.calls == 0 and result.calls == 0
+    assert sorted(result.texts) == ['u0', 'u1']
+    assert result.pending == ['u2', 'u3', 'u4']
