@@ -16,6 +16,8 @@ _COMMANDS: List[str] = [
     'stats',
     'describe',
     'prefer',
+    'train',
+    'run',
 ]
 
 

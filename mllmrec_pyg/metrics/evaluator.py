@@ -1,0 +1,289 @@
+r"""Full-ranking evaluation of a :class:`~mllmrec_pyg.nn.models.base.Recommender`
+on the held-out split of a recommendation :class:`~torch_geometric.data.HeteroData`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Union
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from mllmrec_pyg.data import INTERACTS, split_edge_index, train_edge_index
+
+from .beyond_accuracy import catalogue_coverage, novelty
+from .ranking import RANKING_METRICS, ranking_metrics
+
+EmbeddingSource = Union[torch.nn.Module, tuple[Tensor, Tensor]]
+
+
+@dataclass
+class _UserItemSets:
+    r"""A user -> sorted, de-duplicated item lists map in CSR form, plus
+    the flat sorted :obj:`user * num_items + item` keys for membership
+    tests by binary search."""
+    ptr: Tensor
+    item: Tensor
+    keys: Tensor
+
+    @classmethod
+    def from_edges(cls, edge_index: Tensor, num_users: int, num_items: int) -> _UserItemSets:
+        keys = torch.unique(edge_index[0].long() * num_items + edge_index[1].long())
+        user = keys // num_items
+        ptr = torch.zeros(num_users + 1, dtype=torch.long)
+        ptr[1:] = torch.bincount(user, minlength=num_users).cumsum(0)
+        return cls(ptr=ptr, item=keys % num_items, keys=keys)
+
+    def union(self, other: _UserItemSets, num_users: int, num_items: int) -> _UserItemSets:
+        keys = torch.unique(torch.cat([self.keys, other.keys]))
+        edge_index = torch.stack([keys // num_items, keys % num_items])
+        return _UserItemSets.from_edges(edge_index, num_users, num_items)
+
+    def count(self) -> Tensor:
+        return self.ptr[1:] - self.ptr[:-1]
+
+    def rows(self, users: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Returns (position in :obj:`users`, item) of every item of
+        :obj:`users`, without a Python loop over users."""
+        start, count = self.ptr[users], self.ptr[users + 1] - self.ptr[users]
+        row = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), count)
+        offset = torch.arange(row.numel(), device=users.device)
+        offset = offset - (count.cumsum(0) - count)[row] + start[row]
+        return row, self.item[offset]
+
+    def to(self, device: torch.device) -> _UserItemSets:
+        return _UserItemSets(self.ptr.to(device), self.item.to(device), self.keys.to(device))
+
+
+@dataclass
+class EvaluationResult:
+    r"""The outcome of evaluating one split.
+
+    Attributes:
+        split (str): :obj:`'val'` or :obj:`'test'`.
+        users (torch.Tensor): :obj:`[N]` indices of the evaluated users.
+        topk (torch.Tensor): :obj:`[N, K_max]` their ranked item indices,
+            training items excluded.
+        per_user (Dict[str, torch.Tensor]): Per-user :obj:`[N]` values of
+            every ranking metric and of novelty, for significance tests.
+        summary (Dict[str, float]): Means over users, plus catalogue
+            coverage.
+    """
+    split: str
+    users: Tensor
+    topk: Tensor
+    per_user: dict[str, Tensor] = field(default_factory=dict)
+    summary: dict[str, float] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> float:
+        return self.summary[key]
+
+    def save(self, path: str) -> None:
+        r"""Writes the per-user arrays, the ranked lists and the summary to
+        the :obj:`.npz` file :obj:`path`."""
+        arrays: dict[str, np.ndarray] = {
+            f'per_user/{k}': v.cpu().numpy() for k, v in self.per_user.items()}
+        arrays['split'] = np.array(self.split)
+        arrays['users'] = self.users.cpu().numpy()
+        arrays['topk'] = self.topk.cpu().numpy()
+        arrays['summary'] = np.array(json.dumps(self.summary))
+        np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+
+    @classmethod
+    def load(cls, path: str) -> EvaluationResult:
+        r"""Reads a file written by :meth:`save`."""
+        if not os.path.exists(path):
+            raise FileNotFoundError(f'{path}: no such per-user result file '
+                                    f'(written by EvaluationResult.save / mllmrec train)')
+        with np.load(path, allow_pickle=False) as f:
+            per_user = {k[len('per_user/'):]: torch.from_numpy(f[k])
+                        for k in f.files if k.startswith('per_user/')}
+            return cls(split=str(f['split']), users=torch.from_numpy(f['users']),
+                       topk=torch.from_numpy(f['topk']), per_user=per_user,
+                       summary=json.loads(str(f['summary'])))
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(split={self.split}, '
+                f'num_users={self.users.numel()})')
+
+
+class Evaluator:
+    r"""Full-ranking evaluator with MMRec's protocol.
+
+    Every evaluated user is scored against the whole catalogue (dot products
+    of :meth:`~mllmrec_pyg.nn.models.base.Recommender.embed`'s outputs), the
+    user's TRAINING items are excluded, and the top :math:`\max(K)` are
+    compared with the user's held-out items of the split by the metrics of
+    :mod:`mllmrec_pyg.metrics.ranking` (Recall, NDCG, Precision, MAP, Hit),
+    plus catalogue coverage and novelty.
+
+    Evaluated users are those with at least one held-out item in the split
+    and at least one training item (MMRec's ``filter_out_cod_start_users``).
+
+    By default (as MMRec) validation items are *not* excluded when ranking
+    for the test split: a user's validation items compete with the test
+    items.  Then both splits share one ranking, which :meth:`evaluate`
+    computes once.  :obj:`exclude_valid_at_test=True` also removes them.
+
+    The per-user definitions coincide with those of PyG's
+    :class:`~torch_geometric.metrics.LinkPredRecall`,
+    :class:`~torch_geometric.metrics.LinkPredNDCG` (unweighted; its ideal
+    DCG also runs over :math:`\min(|T_u|, K)`),
+    :class:`~torch_geometric.metrics.LinkPredPrecision` and
+    :class:`~torch_geometric.metrics.LinkPredMAP` (PyG 2.8), averaged over
+    the same users; ``tests/metrics/test_evaluator.py`` checks the
+    agreement.  Differences: duplicate held-out (user, item) pairs count
+    once here and once per copy in PyG's :math:`|T_u|`; PyG's weighted NDCG
+    (graded relevance) has no counterpart here.
+
+    Users are scored in chunks of :obj:`batch_size`, so memory is
+    :math:`O(\text{batch\_size} \cdot |\mathcal{I}|)`, never
+    :math:`|\mathcal{U}| \times |\mathcal{I}|`.
+
+    Args:
+        data (torch_geometric.data.HeteroData): The dataset with
+            :obj:`train_mask`, :obj:`val_mask` and :obj:`test_mask` on its
+            :obj:`('user', 'interacts', 'item')` edges.
+        ks (Sequence[int]): Cut-offs. (default: :obj:`(5, 10, 20, 50)`)
+        batch_size (int): Users scored at once. (default: :obj:`1024`)
+        exclude_valid_at_test (bool): Also exclude validation items when
+            ranking for the test split. (default: :obj:`False`, MMRec)
+    """
+    def __init__(self, data: HeteroData, ks: Sequence[int] = (5, 10, 20, 50),
+                 batch_size: int = 1024, exclude_valid_at_test: bool = False) -> None:
+        if len(ks) == 0 or min(ks) < 1:
+            raise ValueError(f'ks must be positive cut-offs, got {list(ks)}')
+        if batch_size < 1:
+            raise ValueError(f'batch_size must be positive, got {batch_size}')
+        self.ks = sorted(set(int(k) for k in ks))
+        self.max_k = self.ks[-1]
+        self.batch_size = batch_size
+        self.exclude_valid_at_test = exclude_valid_at_test
+        self.num_users = int(data['user'].num_nodes)
+        self.num_items = int(data['item'].num_nodes)
+        if self.max_k > self.num_items:
+            raise ValueError(f'The largest cut-off {self.max_k} exceeds the '
+                             f'{self.num_items} items of the catalogue')
+        num_u, num_i = self.num_users, self.num_items
+
+        self._train = _UserItemSets.from_edges(train_edge_index(data), num_u, num_i)
+        self.popularity = torch.bincount(self._train.item, minlength=num_i)
+        has_train = self._train.count() > 0
+        self._truth: dict[str, _UserItemSets] = {}
+        self.users: dict[str, Tensor] = {}
+        for split in ('val', 'test'):
+            if getattr(data[INTERACTS], f'{split}_mask', None) is None:
+                continue
+            truth = _UserItemSets.from_edges(split_edge_index(data, split), num_u, num_i)
+            self._truth[split] = truth
+            self.users[split] = torch.nonzero((truth.count() > 0) & has_train).view(-1)
+        self._exclude: dict[str, _UserItemSets] = {split: self._train for split in self._truth}
+        if exclude_valid_at_test and 'test' in self._truth and 'val' in self._truth:
+            self._exclude['test'] = self._train.union(self._truth["val"], num_u, num_i)
+
+    @property
+    def splits(self) -> list[str]:
+        r"""The held-out splits the dataset provides."""
+        return list(self._truth)
+
+    def __repr__(self) -> str:
+        users = ', '.join(f'{s}={v.numel()}' for s, v in self.users.items())
+        return (f'{self.__class__.__name__}(ks={self.ks}, users=({users}), '
+                f'exclude_valid_at_test={self.exclude_valid_at_test})')
+
+    @torch.no_grad()
+    def rank(self, user_emb: Tensor, item_emb: Tensor, users: Tensor,
+             exclude: Union[str, None] = 'train', k: Union[int, None] = None) -> Tensor:
+        r"""Returns the :obj:`[len(users), k]` top-ranked items of
+        :obj:`users` by dot product, with the items of :obj:`exclude`
+        (:obj:`'train'`, a split whose exclusions to use, or :obj:`None`)
+        ranked last.  Scores :obj:`batch_size` users at a time."""
+        k = self.max_k if k is None else k
+        device = item_emb.device
+        sets = None
+        if exclude == 'train':
+            sets = self._train.to(device)
+        elif exclude is not None:
+            sets = self._exclude[exclude].to(device)
+        users = users.to(device)
+        out = torch.empty(users.numel(), k, dtype=torch.long, device=device)
+        item_t = item_emb.t()
+        for start in range(0, users.numel(), self.batch_size):
+            chunk = users[start:start + self.batch_size]
+            scores = user_emb[chunk] @ item_t
+            if sets is not None:
+                row, col = sets.rows(chunk)
+                scores[row, col] = float('-inf')
+            out[start:start + chunk.numel()] = scores.topk(k, dim=1).indices
+        return out
+
+    def is_excluded(self, split: str, users: Tensor, items: Tensor) -> Tensor:
+        r"""Whether each (user, item) pair is excluded from the ranking of
+        :obj:`split` (a training item, or a validation item at test time
+        with :obj:`exclude_valid_at_test`)."""
+        keys = self._exclude[split].keys.to(items.device)
+        query = users.to(items.device) * self.num_items + items
+        if keys.numel() == 0:
+            return torch.zeros_like(query, dtype=torch.bool)
+        pos = torch.searchsorted(keys, query).clamp(max=keys.numel() - 1)
+        return keys[pos] == query
+
+    def _hits(self, split: str, users: Tensor, topk: Tensor) -> Tensor:
+        keys = self._truth[split].keys.to(topk.device)
+        query = users.view(-1, 1) * self.num_items + topk
+        pos = torch.searchsorted(keys, query).clamp(max=max(keys.numel() - 1, 0))
+        return keys[pos] == query if keys.numel() > 0 else torch.zeros_like(query, dtype=torch.bool)
+
+    def _result(self, split: str, users: Tensor, topk: Tensor) -> EvaluationResult:
+        hits = self._hits(split, users, topk)
+        num_relevant = self._truth[split].count().to(users.device)[users]
+        per_user = ranking_metrics(hits, num_relevant, self.ks, RANKING_METRICS)
+        popularity = self.popularity.to(topk.device)
+        summary: dict[str, float] = {}
+        for k in self.ks:
+            per_user[f'novelty@{k}'] = novelty(topk, popularity, self.num_users, k)
+        for name, values in per_user.items():
+            summary[name] = float(values.mean()) if values.numel() > 0 else 0.0
+        for k in self.ks:
+            summary[f'coverage@{k}'] = catalogue_coverage(topk, self.num_items, k)
+        return EvaluationResult(split=split, users=users.cpu(), topk=topk.cpu(),
+                                per_user={k: v.cpu() for k, v in per_user.items()},
+                                summary=summary)
+
+    @torch.no_grad()
+    def evaluate(self, source: EmbeddingSource,
+                 splits: Sequence[str] = ('val', 'test')) -> dict[str, EvaluationResult]:
+        r"""Evaluates :obj:`source` (a recommender with :meth:`embed`, or its
+        :obj:`(user_emb, item_emb)`) on every split of :obj:`splits`.
+
+        Splits that exclude the same items share one ranking pass.
+        """
+        for split in splits:
+            if split not in self._truth:
+                raise ValueError(f"The dataset has no '{split}' split to evaluate "
+                                 f"(available: {self.splits})")
+        if isinstance(source, torch.nn.Module):
+            was_training = source.training
+            source.eval()
+            user_emb, item_emb = source.embed()  # type: ignore[operator]
+            source.train(was_training)
+        else:
+            user_emb, item_emb = source
+
+        groups: dict[int, list[str]] = {}
+        for split in splits:
+            groups.setdefault(id(self._exclude[split]), []).append(split)
+        out: dict[str, EvaluationResult] = {}
+        for members in groups.values():
+            users = torch.unique(torch.cat([self.users[s] for s in members]))
+            topk = self.rank(user_emb, item_emb, users, exclude=members[0])
+            users = users.to(topk.device)
+            for split in members:
+                index = torch.searchsorted(users, self.users[split].to(topk.device))
+                out[split] = self._result(split, users[index], topk[index])
+        return {split: out[split] for split in splits}

@@ -1,0 +1,111 @@
+import json
+
+import pytest
+import torch
+
+from mllmrec_pyg.cli import main
+from mllmrec_pyg.data import load_dataset, train_edge_index
+from mllmrec_pyg.metrics import paired_t_test
+
+SYNTHETIC = 'synthetic:users=80,items=60,seed=0'
+
+
+def _read_topk(path):
+    with open(path) as f:
+        header, *rows = [line.rstrip('\n').split('\t') for line in f]
+    return header, rows
+
+
+def _check_contract(out, data):
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert 1 <= metrics['epoch'] == metrics['best_epoch'] <= metrics['epochs_trained']
+    for split in ('valid', 'test'):
+        assert 0.0 <= metrics[split]['recall@20'] <= 1.0
+        assert set(metrics[split]) >= {'ndcg@10', 'precision@50', 'map@5', 'hit@20'}
+    header, rows = _read_topk(out / 'topk_test.tsv')
+    assert header == ['user_id'] + [f'item_{r}' for r in range(1, 51)]
+    assert len(rows) == metrics['evaluation']['num_users_test']
+    user_index = {raw: i for i, raw in enumerate(data['user'].raw_id)}
+    item_index = {raw: i for i, raw in enumerate(data['item'].raw_id)}
+    train = {tuple(p) for p in train_edge_index(data).t().tolist()}
+    for row in rows:
+        user, items = user_index[row[0]], [item_index[i] for i in row[1:]]
+        assert len(items) == len(set(items)) and len(items) <= 50
+        assert not any((user, item) in train for item in items)
+        # Only a user holding more than 10 of the 60 items has a short list.
+        assert len(items) == 50 or sum(u == user for u, _ in train) > 10
+    return metrics
+
+
+def test_train_bpr_writes_the_contract_files(tmp_path):
+    config = tmp_path / 'config.json'
+    config.write_text(json.dumps({'model': {'embedding_dim': 16, 'reg_weight': 1e-4},
+                                  'train': {'lr': 0.01, 'batch_size': 256}}))
+    out = tmp_path / 'bpr'
+    assert main(['train', SYNTHETIC, '--model', 'bpr', '--epochs', '3', '--seed', '1',
+                 '--config', str(config), '--out', str(out), '--no-progress']) == 0
+    metrics = _check_contract(out, load_dataset(SYNTHETIC))
+    assert metrics['config']['model'] == {'embedding_dim': 16, 'reg_weight': 1e-4}
+    assert metrics['config']['train']['lr'] == 0.01
+    assert metrics['epochs_trained'] == 3
+    assert (out / 'log.csv').exists()
+
+    # A second seed can be compared user by user.
+    other = tmp_path / 'bpr2'
+    assert main(['train', SYNTHETIC, '--model', 'bpr', '--epochs', '3', '--seed', '2',
+                 '--config', str(config), '--out', str(other), '--no-progress']) == 0
+    test = paired_t_test(str(out / 'per_user_test.npz'), str(other / 'per_user_test.npz'))
+    assert test.num_users == metrics['evaluation']['num_users_test']
+
+
+@pytest.mark.slow  # loads all-MiniLM-L6-v2 to encode the item text
+def test_train_mllmrec_uses_a_labelled_user_stand_in(tmp_path):
+    out = tmp_path / 'mllmrec'
+    assert main(['train', SYNTHETIC, '--model', 'mllmrec', '--epochs', '2',
+                 '--out', str(out), '--no-progress']) == 0
+    metrics = _check_contract(out, load_dataset(SYNTHETIC))
+    assert metrics['inputs']['user_features'].startswith('stand-in: mean of the MiniLM')
+    assert metrics['inputs']['item_graph'] == 'RefineItemGraph(knn_k=10, alpha=0.4, jaccard_k=10)'
+
+
+def test_config_errors(tmp_path, capsys):
+    bad = tmp_path / 'bad.json'
+    bad.write_text('{"model": {"reg_weight": 1e-4}, "optimizer": {}}')
+    assert main(['train', SYNTHETIC, '--model', 'bpr', '--config', str(bad),
+                 '--out', str(tmp_path / 'x')]) == 2
+    assert "unknown section(s) ['optimizer']" in capsys.readouterr().err
+    bad.write_text('{"model": {"reg_weight": 1e-4,}}')
+    assert main(['train', SYNTHETIC, '--model', 'bpr', '--config', str(bad),
+                 '--out', str(tmp_path / 'x')]) == 2
+    assert 'bad.json, line 1: invalid JSON' in capsys.readouterr().err
+
+
+def test_user_stand_in_is_the_mean_of_training_items():
+    from mllmrec_pyg.pipeline import mean_of_training_items
+    data = load_dataset(SYNTHETIC)
+    item_x = torch.randn(data['item'].num_nodes, 4)
+    user_x = mean_of_training_items(data, item_x)
+    edges = train_edge_index(data)
+    items = edges[1][edges[0] == 5]
+    assert torch.allclose(user_x[5], item_x[items].mean(dim=0))
+    with pytest.raises(ValueError, match='no text to encode'):
+        from mllmrec_pyg.cli.train import item_texts
+        del data['item'].text
+        item_texts(data)
+
+
+def test_grid_in_config_selects_on_validation(tmp_path):
+    config = tmp_path / 'grid.yaml'
+    config.write_text('model:\n  embedding_dim: 8\ntrain:\n  lr: 0.01\n'
+                      'grid:\n  reg_weight: [0.0001, 2.0]\n')
+    out = tmp_path / 'grid'
+    assert main(['train', SYNTHETIC, '--model', 'bpr', '--epochs', '2', '--config', str(config),
+                 '--out', str(out), '--no-progress']) == 0
+    metrics = _check_contract(out, load_dataset(SYNTHETIC))
+    with open(out / 'grid.csv') as f:
+        header, *rows = [line.rstrip('\n').split(',') for line in f]
+    column = dict(zip(header, zip(*rows, strict=True), strict=True))
+    chosen = column['selected'].index('1')
+    assert metrics['grid_search']['selected'] == {'reg_weight': [0.0001, 2.0][chosen]}
+    assert float(column['valid_recall@20'][chosen]) == metrics['valid']['recall@20']
+    assert float(column['test_recall@20'][chosen]) == metrics['test']['recall@20']

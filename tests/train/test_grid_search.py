@@ -1,0 +1,23 @@
+import csv
+
+from mllmrec_pyg.nn.models import build_model
+from mllmrec_pyg.train import grid_search
+from tests.train.test_trainer import random_data
+
+
+def test_picks_by_validation_and_writes_the_table(tmp_path):
+    data = random_data()
+    path = tmp_path / 'grid.csv'
+    out = grid_search(lambda **p: build_model('bpr', data, embedding_dim=8, **p), data,
+                      {'reg_weight': [1e-4, 1.0]}, lr=0.05, batch_size=64, max_epochs=3,
+                      ks=(5, 10), valid_metric='recall@10', table_path=str(path),
+                      progress=False)
+    scores = [row['valid_recall@10'] for row in out.rows]
+    assert out.best_index == max(range(2), key=lambda i: (scores[i], -i))
+    assert out.best_params == {'reg_weight': [1e-4, 1.0][out.best_index]}
+    assert out.best_result.valid['recall@10'] == scores[out.best_index]
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert [r['reg_weight'] for r in rows] == ['0.0001', '1.0']
+    assert [int(r['selected']) for r in rows] == [int(i == out.best_index) for i in range(2)]
+    assert 'test_recall@10' in rows[0] and 'valid_ndcg@5' in rows[0]
