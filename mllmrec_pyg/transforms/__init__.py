@@ -1,0 +1,12 @@
+r"""Graph transforms of MLLMRec: the refined item-item graph (Eq. 6-11)."""
+from .jaccard_cooccurrence import JaccardCoOccurrence
+from .normalize_item_graph import NormalizeItemGraph
+from .refine_item_graph import RefineItemGraph
+from .threshold_knn import ThresholdKNN
+
+__all__ = [
+    'ThresholdKNN',
+    'JaccardCoOccurrence',
+    'NormalizeItemGraph',
+    'RefineItemGraph',
+]
