@@ -16,12 +16,14 @@ Scales (items / users / training interactions):
   that our normalised adjacency equals the dense one to 1e-6.
 * ``clothing``: synthetic, 23,033 / 39,387 / 205,000.
 * ``100k``: synthetic, 100,000 / 200,000 / 1,200,000.
-* ``1m``: synthetic, 1,000,000 / 2,000,000 / 12,000,000 (only ``ours-ivf``
-  is feasible; a recall@10 check against exact runs on a 2,000-item sample).
+* ``1m``: synthetic, 1,000,000 / 2,000,000 / 12,000,000 (only the
+  approximate modes are feasible; a recall@10 check against exact runs on a
+  2,000-item sample).
 
-Modes: ``ours`` (exact, chunked torch), ``ours-faiss`` (exact faiss),
-``ours-ivf`` (approximate faiss IVF), ``dense`` (dense N x N and items x
-users matrices; skipped where they cannot fit).
+Modes: ``ours`` (exact, chunked torch), ``ours-ivf`` (approximate, our
+clustered torch search, ``backend='ivf'``), ``ours-faiss`` (exact faiss),
+``ours-faiss-ivf`` (approximate, faiss ``IndexIVFFlat``), ``dense`` (dense
+N x N and items x users matrices; skipped where they cannot fit).
 
 Example::
 
@@ -55,7 +57,7 @@ SCALES: Dict[str, Tuple[int, int, int, float, int]] = {
     '100k': (100_000, 200_000, 1_200_000, 0.4, 10),
     '1m': (1_000_000, 2_000_000, 12_000_000, 0.4, 10),
 }
-MODES = ('ours', 'ours-faiss', 'ours-ivf', 'dense')
+MODES = ('ours', 'ours-ivf', 'ours-faiss', 'ours-faiss-ivf', 'dense')
 K_S = 10
 
 
@@ -236,8 +238,8 @@ def worker(args: argparse.Namespace) -> None:
         adj = dense_build(x, edge_index, num_users, num_items, alpha, k_c)
         out_index, out_weight = adj.indices(), adj.values()
     else:
-        backend = {'ours': 'torch', 'ours-faiss': 'faiss',
-                   'ours-ivf': 'faiss-ivf'}[mode]
+        backend = {'ours': 'torch', 'ours-ivf': 'ivf', 'ours-faiss': 'faiss',
+                   'ours-faiss-ivf': 'faiss-ivf'}[mode]
         out = RefineItemGraph(knn_k=K_S, alpha=alpha, jaccard_k=k_c,
                               backend=backend, nlist=args.nlist,
                               nprobe=args.nprobe)(data)
@@ -248,8 +250,8 @@ def worker(args: argparse.Namespace) -> None:
 
     result: Dict[str, Any] = dict(seconds=seconds, floor_kib=floor,
                                   peak_kib=peak, edges=out_index.size(1))
-    if mode == 'ours-ivf' and args.recall_sample > 0:
-        from mllmrec_pyg.transforms._faiss import knn_recall
+    if mode in ('ours-ivf', 'ours-faiss-ivf') and args.recall_sample > 0:
+        from mllmrec_pyg.transforms import knn_recall
 
         knn = out['item', 'knn', 'item'].edge_index
         gen = torch.Generator().manual_seed(0)
@@ -293,9 +295,13 @@ def main() -> None:
         tempfile.gettempdir(), 'mllmrec_graph_build'))
     parser.add_argument('--recall-sample', type=int, default=2000)
     parser.add_argument('--nlist', type=int, default=None,
-                        help='IVF lists of ours-ivf (default: 2 sqrt(N))')
+                        help='clusters of the approximate modes (default: '
+                             '4 sqrt(N) for ours-ivf, 2 sqrt(N) for '
+                             'ours-faiss-ivf)')
     parser.add_argument('--nprobe', type=int, default=None,
-                        help='IVF lists probed (default: max(8, nlist/100))')
+                        help='clusters probed (default: max(32, nlist/64) '
+                             'for ours-ivf, max(8, nlist/100) for '
+                             'ours-faiss-ivf)')
     parser.add_argument('--timeout', type=int, default=3600)
     parser.add_argument('--dense-limit-gib', type=float, default=14.0,
                         help='skip the dense build where its matrices '
@@ -310,7 +316,7 @@ def main() -> None:
 
     Path(args.cache).mkdir(parents=True, exist_ok=True)
     print(f'{"scale":<9}{"items":>10}{"users":>10}{"train":>11}  '
-          f'{"mode":<11}{"time s":>9}{"inputs MiB":>11}{"peak MiB":>10}'
+          f'{"mode":<15}{"time s":>9}{"inputs MiB":>11}{"peak MiB":>10}'
           f'{"build MiB":>10}{"ref. dense GiB":>15}  note')
     for scale in args.scales:
         x, edge_index, num_users, num_items = inputs(scale, Path(args.cache))
@@ -322,13 +328,13 @@ def main() -> None:
             dense_gib = dense_estimate_bytes(num_items, num_users) / 2 ** 30
             if mode == 'dense' and dense_gib > args.dense_limit_gib:
                 print(f'{scale:<9}{num_items:>10,}{num_users:>10,}'
-                      f'{edge_index.shape[1]:>11,}  {mode:<11}{"-":>9}'
+                      f'{edge_index.shape[1]:>11,}  {mode:<15}{"-":>9}'
                       f'{"-":>11}{"-":>10}{"-":>10}{ref_gib:>15.1f}  '
                       f'skipped: dense build needs ~{dense_gib:.0f} GiB')
                 continue
             if mode in ('ours', 'ours-faiss') and scale == '1m':
-                print(f'{scale:<9}{num_items:>10,}  {mode:<11}skipped: exact '
-                      f'O(N^2 d) search, use ours-ivf')
+                print(f'{scale:<9}{num_items:>10,}  {mode:<15}skipped: exact '
+                      f'O(N^2 d) search, use ours-ivf or ours-faiss-ivf')
                 continue
             save = None
             if scale == 'sports' and mode in ('ours', 'dense'):
@@ -342,7 +348,7 @@ def main() -> None:
                        f'{args.recall_sample})'
             floor, peak = r['floor_kib'] / 1024, r['peak_kib'] / 1024
             print(f'{scale:<9}{num_items:>10,}{num_users:>10,}'
-                  f'{edge_index.shape[1]:>11,}  {mode:<11}'
+                  f'{edge_index.shape[1]:>11,}  {mode:<15}'
                   f'{r["seconds"]:>9.1f}{floor:>11.0f}{peak:>10.0f}'
                   f'{peak - floor:>10.0f}{ref_gib:>15.1f}  {note}', flush=True)
         if len(saved) == 2:

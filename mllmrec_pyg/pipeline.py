@@ -8,17 +8,20 @@ user preferences from TRAINING items (Prompt2) -> sentence embeddings
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Literal, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import scatter
 
-from mllmrec_pyg.data import train_edge_index
+from mllmrec_pyg.data import split_edge_index, train_edge_index
 from mllmrec_pyg.llm.backends import GenerationBackend
 from mllmrec_pyg.llm.cache import GenerationCache
 from mllmrec_pyg.llm.encode import TextEncoder
+from mllmrec_pyg.llm.prefer import FullHistoryLeakWarning
+from mllmrec_pyg.llm.text import ItemDescriptions
 
 
 @dataclass
@@ -40,6 +43,56 @@ class ReasoningInputs:
                 'user_features': self.user_features, **self.counts}
 
 
+#: Which interactions :func:`mean_of_items` averages over.
+HistorySource = Literal['train', 'full_history']
+
+
+class FullHistoryMeanLeakWarning(FullHistoryLeakWarning):
+    r"""User features are being averaged over the FULL history (validation
+    and test items included): every metric computed with them is leaked."""
+
+
+def mean_of_items(data: HeteroData, item_x: torch.Tensor,
+                  source: HistorySource = 'train') -> torch.Tensor:
+    r"""The mean of the features of each user's items (zeros for a user
+    without one).
+
+    .. math::
+        \mathbf{e}_u = \frac{1}{|\mathcal{N}_u|} \sum_{i \in \mathcal{N}_u}
+        \mathbf{e}_i
+
+    With :obj:`source="train"`, :math:`\mathcal{N}_u = \{ i : (u, i) \in
+    \mathcal{E}_{\mathrm{train}} \}` (the user stand-in of MLLMRec, see
+    :func:`mean_of_training_items`).  :obj:`source="full_history"` averages
+    over ALL of the user's interactions, validation and test items
+    included: the representation then encodes the very items the model is
+    scored on.  It exists only to measure that leak, and warns loudly
+    (:class:`FullHistoryMeanLeakWarning`).
+
+    Args:
+        data (HeteroData): The dataset (with a split).
+        item_x (torch.Tensor): The item features, one row per item.
+        source (str, optional): :obj:`"train"` or the LEAKY
+            :obj:`"full_history"`. (default: :obj:`"train"`)
+    """
+    if source == 'train':
+        edges = train_edge_index(data)
+    elif source == 'full_history':
+        warnings.warn(
+            "LEAK: source='full_history' averages each user's ALL "
+            'interactions, validation and test items included. Every '
+            'metric computed with these user features is LEAKED; use them '
+            'only to measure the leak.', FullHistoryMeanLeakWarning,
+            stacklevel=2)
+        edges = split_edge_index(data, 'all')
+    else:
+        raise ValueError(f"Unknown source '{source}' (expected 'train' or "
+                         "'full_history')")
+    edges = edges.to(item_x.device)
+    return scatter(item_x[edges[1]], edges[0], dim=0,
+                   dim_size=int(data['user'].num_nodes), reduce='mean')
+
+
 def mean_of_training_items(data: HeteroData, item_x: torch.Tensor) -> torch.Tensor:
     r"""The user stand-in: the mean of the features of each user's TRAINING
     items (zeros for a user without one).
@@ -49,9 +102,40 @@ def mean_of_training_items(data: HeteroData, item_x: torch.Tensor) -> torch.Tens
         \mathbf{e}_i, \qquad \mathcal{N}_u = \{ i : (u, i) \in
         \mathcal{E}_{\mathrm{train}} \}
     """
-    edges = train_edge_index(data).to(item_x.device)
-    return scatter(item_x[edges[1]], edges[0], dim=0,
-                   dim_size=int(data['user'].num_nodes), reduce='mean')
+    return mean_of_items(data, item_x, source='train')
+
+
+def encode_item_descriptions(
+    data: HeteroData,
+    encoder: TextEncoder,
+    image_descriptions: Optional[Mapping[int, str]] = None,
+) -> Tuple[torch.Tensor, ItemDescriptions]:
+    r"""Encodes the item descriptions :math:`D_m^i = D_t^i \oplus D_s^i`
+    (Eq. 4): the item's text fields and its image description, cut to the
+    encoder's token budget with a fair share per part
+    (:func:`~mllmrec_pyg.llm.text.compose_item_descriptions`).  The one
+    place that turns items into features, for ``mllmrec run`` and
+    ``mllmrec train`` alike.
+
+    .. math::
+        \mathbf{e}_i = \mathrm{Encoder}(D_m^i)
+
+    Args:
+        data (HeteroData): The dataset.
+        encoder (TextEncoder): The sentence encoder.
+        image_descriptions (Mapping[int, str], optional): :math:`D_s^i` per
+            item index. (default: :obj:`None`)
+
+    Returns:
+        The :obj:`[num_items, dim]` float features and the composed
+        descriptions (texts, counts, settings).
+    """
+    from mllmrec_pyg.llm.text import compose_item_descriptions
+
+    items = compose_item_descriptions(data, image_descriptions or {},
+                                      tokenizer=encoder.tokenizer,
+                                      max_tokens=encoder.token_budget())
+    return encoder.encode(items.texts).float(), items
 
 
 def reason_and_encode(
@@ -92,7 +176,6 @@ def reason_and_encode(
     """
     from mllmrec_pyg.llm.describe import describe_items
     from mllmrec_pyg.llm.prefer import generate_preferences
-    from mllmrec_pyg.llm.text import compose_item_descriptions
 
     counts: Dict[str, Any] = {}
     image_descriptions: Dict[int, str] = {}
@@ -106,11 +189,9 @@ def reason_and_encode(
                            ' (NOT an MLLM: a non-LLM image-statistics fallback)'))
         counts['items_described'] = len(image_descriptions)
 
-    items = compose_item_descriptions(data, image_descriptions,
-                                      tokenizer=encoder.tokenizer,
-                                      max_tokens=encoder.token_budget())
+    item_x, items = encode_item_descriptions(data, encoder, image_descriptions)
     counts['item_descriptions'] = items.counts
-    data['item'].x = encoder.encode(items.texts).float()
+    data['item'].x = item_x
     item_features = (f'{encoder.name} embeddings of D_m = item text + '
                      f'{described_by}')
 

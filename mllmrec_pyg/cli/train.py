@@ -122,15 +122,15 @@ def item_texts(data: HeteroData) -> List[str]:
     return [' '.join(str(c[i]) for c in columns if c[i]) for i in range(data['item'].num_nodes)]
 
 
-def encode_texts(texts: List[str]) -> Tensor:
-    r"""Embeds :obj:`texts` with all-MiniLM-L6-v2 through the package's
-    content-keyed encoding cache."""
+def encode_items(data: HeteroData) -> Tensor:
+    r"""Item features as ``mllmrec run`` computes them (without image
+    descriptions): all-MiniLM-L6-v2 embeddings of the composed item
+    descriptions, through the package's content-keyed encoding cache."""
     from mllmrec_pyg.llm.encode import TextEncoder
-    encoder = TextEncoder()
-    try:
-        return encoder.encode(texts).float()
-    finally:
-        encoder.close()
+    from mllmrec_pyg.pipeline import encode_item_descriptions
+    item_texts(data)  # a clear error when the items have no text
+    with TextEncoder() as encoder:
+        return encode_item_descriptions(data, encoder)[0]
 
 
 def prepare_inputs(data: HeteroData, model: str, model_cfg: Dict[str, Any],
@@ -142,8 +142,9 @@ def prepare_inputs(data: HeteroData, model: str, model_cfg: Dict[str, Any],
     if model not in ('mllmrec', 'vbpr'):
         return data, info
     if getattr(data['item'], 'x', None) is None:
-        data['item'].x = encode_texts(item_texts(data))
-        info['item_features'] = 'all-MiniLM-L6-v2 embeddings of the item text fields'
+        data['item'].x = encode_items(data)
+        info['item_features'] = ('all-MiniLM-L6-v2 embeddings of the item text fields '
+                                 '(composed and cut to the encoder budget)')
     else:
         info['item_features'] = "data['item'].x of the dataset"
     if model != 'mllmrec':

@@ -167,6 +167,12 @@ class TextEncoder:
             self._conn.close()
             self._conn = None
 
+    def __enter__(self) -> TextEncoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.name!r}, '
                 f'revision={self.revision!r}, dim={self.dim})')

@@ -1,5 +1,6 @@
 r"""Layers, losses and recommenders."""
 from .conv import LightGCNConv
+from .loss import bpr_loss, embedding_norm_loss
 from .models import BPRMF, VBPR, LightGCN, MLLMRec, Recommender, build_model
 
 __all__ = [
@@ -10,4 +11,6 @@ __all__ = [
     'BPRMF',
     'VBPR',
     'build_model',
+    'bpr_loss',
+    'embedding_norm_loss',
 ]

@@ -10,6 +10,7 @@ pass transposes it at every call; a column-sorted
 needs gradients uses it."""
 from __future__ import annotations
 
+import warnings
 from typing import Tuple
 
 import torch
@@ -47,8 +48,13 @@ def sparse_adjacency(edge_index: Tensor, edge_weight: Tensor | None,
         num_nodes (int): The number of nodes.
     """
     _check_graph(edge_index, edge_weight, num_nodes)
-    return to_torch_csr_tensor(edge_index.flip(0), edge_weight,
-                               size=(num_nodes, num_nodes))
+    with warnings.catch_warnings():
+        # torch warns on every CSR construction that it does not validate
+        # the indices; _check_graph has just done so.
+        warnings.filterwarnings('ignore', category=UserWarning,
+                                message='Sparse invariant checks')
+        return to_torch_csr_tensor(edge_index.flip(0), edge_weight,
+                                   size=(num_nodes, num_nodes))
 
 
 def normalized_adjacency(edge_index: Tensor, edge_weight: Tensor | None,

@@ -1,4 +1,5 @@
 r"""Graph transforms of MLLMRec: the refined item-item graph (Eq. 6-11)."""
+from ._faiss import knn_recall
 from .jaccard_cooccurrence import JaccardCoOccurrence
 from .normalize_item_graph import NormalizeItemGraph
 from .refine_item_graph import RefineItemGraph
@@ -9,4 +10,5 @@ __all__ = [
     'JaccardCoOccurrence',
     'NormalizeItemGraph',
     'RefineItemGraph',
+    'knn_recall',
 ]

@@ -90,23 +90,35 @@ def cosine_topk(
     penalty[~valid] = float('-inf')
     step = auto_chunk_size(num_nodes, chunk_size)
 
-    rows, cols, sims = [], [], []
-    for start in range(0, query_index.numel(), step):
+    # Results go into preallocated [Q, k] tensors and every block reuses one
+    # score buffer: allocating them per block interleaves small long-lived
+    # tensors with large short-lived ones, which fragments the CPU heap
+    # (measured: +10 MiB per block, 15 GiB at 100k items).
+    num_queries = query_index.numel()
+    out_col = torch.empty(num_queries, k, dtype=torch.long, device=x.device)
+    out_sim = torch.empty(num_queries, k, dtype=x.dtype, device=x.device)
+    out_keep = torch.empty(num_queries, k, dtype=torch.bool, device=x.device)
+    buffer = torch.empty(min(step, num_queries) * num_nodes, dtype=x.dtype,
+                         device=x.device)
+    z_t = z.t()
+    for start in range(0, num_queries, step):
         q = query_index[start:start + step]
-        scores = z[q] @ z.t()
+        scores = torch.mm(z[q], z_t, out=buffer[:q.numel() * num_nodes].view(
+            q.numel(), num_nodes))
         scores += penalty
         local = torch.arange(q.numel(), device=x.device)
         scores[local, q] = float('inf') if include_self else float('-inf')
         values, index = ranked_topk(scores, k)
-        del scores
         is_self = index == q.unsqueeze(1)
         if include_self:
             keep = torch.isfinite(values) | is_self
             values = torch.where(is_self, torch.ones_like(values), values)
         else:
             keep = torch.isfinite(values)
-        rows.append(q.unsqueeze(1).expand_as(index)[keep])
-        cols.append(index[keep])
-        sims.append(values[keep])
+        out_col[start:start + q.numel()] = index
+        out_sim[start:start + q.numel()] = values
+        out_keep[start:start + q.numel()] = keep
+    del buffer
 
-    return torch.cat(rows), torch.cat(cols), torch.cat(sims)
+    row = query_index.unsqueeze(1).expand(-1, k)[out_keep]
+    return row, out_col[out_keep], out_sim[out_keep]

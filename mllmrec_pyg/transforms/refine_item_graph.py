@@ -65,13 +65,13 @@ class RefineItemGraph(Compose):
         chunk_size (int, optional): Rows per similarity block of the exact
             search; :obj:`None` for about 16 MiB. (default: :obj:`None`)
         backend (str, optional): Neighbour search backend of
-            :class:`ThresholdKNN`. (default: :obj:`"torch"`)
-        nlist (int, optional): Inverted lists of the :obj:`"faiss-ivf"`
-            backend, :obj:`None` for :math:`2\sqrt{N}`.
-            (default: :obj:`None`)
-        nprobe (int, optional): Lists probed per query by
-            :obj:`"faiss-ivf"`, :obj:`None` for :obj:`max(8, nlist // 100)`.
-            (default: :obj:`None`)
+            :class:`ThresholdKNN`: :obj:`"torch"` (exact), :obj:`"ivf"`
+            (approximate, for millions of items), :obj:`"faiss"` or
+            :obj:`"faiss-ivf"`. (default: :obj:`"torch"`)
+        nlist (int, optional): Clusters of the approximate backends, see
+            :class:`ThresholdKNN`. (default: :obj:`None`)
+        nprobe (int, optional): Clusters probed by the approximate
+            backends, see :class:`ThresholdKNN`. (default: :obj:`None`)
     """
     def __init__(
         self,

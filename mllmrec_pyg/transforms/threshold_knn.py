@@ -9,9 +9,10 @@ from torch_geometric.data.datapipes import functional_transform
 from torch_geometric.transforms import BaseTransform
 
 from mllmrec_pyg.transforms._faiss import faiss_topk
+from mllmrec_pyg.transforms._ivf import ivf_topk
 from mllmrec_pyg.transforms._topk import cosine_topk
 
-_BACKENDS = ('torch', 'faiss', 'faiss-ivf')
+_BACKENDS = ('torch', 'ivf', 'faiss', 'faiss-ivf')
 
 
 @functional_transform('threshold_knn')
@@ -84,15 +85,25 @@ class ThresholdKNN(BaseTransform):
             :obj:`None` sizes blocks to about 16 MiB.
             (default: :obj:`None`)
         backend (str, optional): :obj:`"torch"` (exact, chunked, on the
-            features' device), :obj:`"faiss"` (exact inner product, CPU) or
-            :obj:`"faiss-ivf"` (approximate inverted-file index, CPU, for
-            catalogues of millions of items). The faiss backends need the
-            :obj:`faiss` extra. (default: :obj:`"torch"`)
-        nlist (int, optional): Inverted lists of :obj:`"faiss-ivf"`;
-            :obj:`None` means :math:`2\sqrt{N}`. (default: :obj:`None`)
-        nprobe (int, optional): Lists probed per query by
-            :obj:`"faiss-ivf"`; :obj:`None` means :obj:`max(8, nlist // 100)`.
+            features' device), :obj:`"ivf"` (approximate, for catalogues of
+            millions of items: spherical k-means clusters, each cluster's
+            members scored against the members of its :obj:`nprobe` nearest
+            clusters in one matrix product; plain PyTorch on the features'
+            device; similarities are exact, only the candidate sets are
+            approximate), :obj:`"faiss"` (exact inner product, CPU) or
+            :obj:`"faiss-ivf"` (faiss' :obj:`IndexIVFFlat`, CPU). The faiss
+            backends need the :obj:`faiss` extra. Measure the recall of an
+            approximate backend against the exact one on a sample with
+            :func:`mllmrec_pyg.transforms.knn_recall`.
+            (default: :obj:`"torch"`)
+        nlist (int, optional): Clusters (inverted lists) of :obj:`"ivf"` /
+            :obj:`"faiss-ivf"`; :obj:`None` means :math:`4\sqrt{N}` for
+            :obj:`"ivf"` and :math:`2\sqrt{N}` for :obj:`"faiss-ivf"`.
             (default: :obj:`None`)
+        nprobe (int, optional): Clusters probed: per cluster of queries for
+            :obj:`"ivf"` (:obj:`None` means :obj:`max(32, nlist // 64)`),
+            per query for :obj:`"faiss-ivf"` (:obj:`None` means
+            :obj:`max(8, nlist // 100)`). (default: :obj:`None`)
     """
     def __init__(
         self,
@@ -168,6 +179,9 @@ class ThresholdKNN(BaseTransform):
         if self.backend == 'torch':
             row, col, sim = cosine_topk(x, self.k, self.include_self,
                                         self.chunk_size)
+        elif self.backend == 'ivf':
+            row, col, sim = ivf_topk(x, self.k, self.include_self,
+                                     self.nlist, self.nprobe)
         else:
             row, col, sim = faiss_topk(x, self.k, self.include_self,
                                        self.backend == 'faiss-ivf',
