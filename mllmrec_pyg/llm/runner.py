@@ -19,6 +19,10 @@ from mllmrec_pyg.llm.backends.base import (
 from mllmrec_pyg.llm.cache import GenerationCache, generation_key
 
 
+class EmptyGenerationError(RuntimeError):
+    r"""A backend answered with an empty (or whitespace-only) text."""
+
+
 @dataclass
 class RunResult:
     r"""What one run produced.
@@ -115,6 +119,12 @@ def run_requests(backend: GenerationBackend, cache: GenerationCache,
         now = time.perf_counter()
         seconds, last[0] = now - last[0], now
         result.calls += 1
+        if isinstance(outcome, Generation) and not outcome.text.strip():
+            # An empty completion is no description or preference: record it
+            # as a failure so the next run asks again.
+            outcome = EmptyGenerationError(
+                f'the model returned no text ({outcome.completion_tokens} '
+                f'completion tokens)')
         if isinstance(outcome, Generation):
             cache.put(key, identity=identity, task=task,
                       subject=','.join(subjects), prompt=request.prompt,

@@ -12,16 +12,19 @@ from mllmrec_pyg.llm.backends.base import (
 
 class FakeBackend(GenerationBackend):
     r"""Answers ``'pref: ' + prompt[-12:]``; fails prompts containing a
-    word of :obj:`fail_on`; raises :class:`KeyboardInterrupt` after
+    word of :obj:`fail_on`; answers only whitespace to a
+    word of :obj:`empty_on`; raises :class:`KeyboardInterrupt` after
     :obj:`interrupt_after` answers (like Ctrl-C mid-run)."""
     name = 'fake'
     supports_images = True
 
     def __init__(self, fail_on: List[str] = (),  # type: ignore
-                 interrupt_after: Optional[int] = None) -> None:
+                 interrupt_after: Optional[int] = None,
+                 empty_on: List[str] = ()) -> None:  # type: ignore
         super().__init__()
         self.model = 'fake-1'
         self.fail_on = list(fail_on)
+        self.empty_on = list(empty_on)
         self.interrupt_after = interrupt_after
         self.calls = 0
         self.prompts: List[str] = []
@@ -39,6 +42,8 @@ class FakeBackend(GenerationBackend):
             self.prompts.append(request.prompt)
             if any(word in request.prompt for word in self.fail_on):
                 on_result(index, BackendError('scripted failure'))
+            elif any(word in request.prompt for word in self.empty_on):
+                on_result(index, Generation(' \n', completion_tokens=1))
             else:
                 on_result(index, Generation(f'pref: {request.prompt[-12:]}',
                                             completion_tokens=4))

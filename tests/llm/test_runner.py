@@ -54,6 +54,21 @@ def test_failures_are_recorded_and_retried(tmp_path):
     assert cache.failures() == []
 
 
+def test_empty_completions_are_failures_and_retried(tmp_path):
+    cache = GenerationCache(str(tmp_path / 'c.sqlite'))
+    result = run_requests(FakeBackend(empty_on=['number 2']), cache,
+                          'prefer', JOBS, progress=False)
+    assert result.failures == {
+        'u2': 'EmptyGenerationError: the model returned no text '
+              '(1 completion tokens)'}
+    assert 'u2' not in result.texts and len(result.texts) == 4
+    assert cache.counts() == {'ok': 4, 'failed': 1}
+    retry = run_requests(FakeBackend(), cache, 'prefer', JOBS,
+                         progress=False)
+    assert (retry.calls, retry.cache_hits, retry.failures) == (1, 4, {})
+    assert retry.texts['u2'] == 'pref: mpt number 2'
+
+
 def test_progress_bar_reports_hits_and_failures(tmp_path, capsys):
     cache = GenerationCache(str(tmp_path / 'c.sqlite'))
     run_requests(FakeBackend(fail_on=['number 4']), cache, 'prefer',
