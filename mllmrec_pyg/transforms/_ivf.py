@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from mllmrec_pyg.transforms._topk import ranked_topk
+from mllmrec_pyg.transforms._topk import ranked_topk, self_and_valid
 
 #: Scores per block of the nearest-centroid assignment (64 MiB in float32).
 _ASSIGN_ELEMENTS = 1 << 24
@@ -154,12 +154,7 @@ def ivf_topk(
                             else float('-inf'))
         values, index = ranked_topk(scores, take)
         index = cand[index]
-        hit_self = index == query.unsqueeze(1)
-        if include_self:
-            keep = torch.isfinite(values) | hit_self
-            values = torch.where(hit_self, torch.ones_like(values), values)
-        else:
-            keep = torch.isfinite(values)
+        values, keep = self_and_valid(values, index, query, include_self)
         # Rows of cluster c are positions start..end of the sorted order.
         out_col[start:end, :take] = index
         out_sim[start:end, :take] = values

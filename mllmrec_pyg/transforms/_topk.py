@@ -49,6 +49,19 @@ def ranked_topk(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return values, index
 
 
+def self_and_valid(values: Tensor, index: Tensor, query: Tensor,
+                   include_self: bool) -> tuple[Tensor, Tensor]:
+    r"""Finishes a selection made with the query's own score set to
+    :obj:`+inf` (:obj:`include_self`) or :obj:`-inf`: returns the values with
+    the self-loop's similarity set to :obj:`1` and the mask of entries to
+    keep (finite scores, plus the self-loop)."""
+    if not include_self:
+        return values, torch.isfinite(values)
+    is_self = index == query.unsqueeze(1)
+    values = torch.where(is_self, torch.ones_like(values), values)
+    return values, torch.isfinite(values) | is_self
+
+
 def auto_chunk_size(num_candidates: int, chunk_size: Optional[int]) -> int:
     r"""Rows per similarity chunk: :obj:`chunk_size` if given, else enough to
     keep one :obj:`[chunk, num_candidates]` block near 16 MiB."""
@@ -109,12 +122,7 @@ def cosine_topk(
         local = torch.arange(q.numel(), device=x.device)
         scores[local, q] = float('inf') if include_self else float('-inf')
         values, index = ranked_topk(scores, k)
-        is_self = index == q.unsqueeze(1)
-        if include_self:
-            keep = torch.isfinite(values) | is_self
-            values = torch.where(is_self, torch.ones_like(values), values)
-        else:
-            keep = torch.isfinite(values)
+        values, keep = self_and_valid(values, index, q, include_self)
         out_col[start:start + q.numel()] = index
         out_sim[start:start + q.numel()] = values
         out_keep[start:start + q.numel()] = keep
