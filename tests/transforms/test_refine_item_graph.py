@@ -15,6 +15,7 @@ from mllmrec_pyg.transforms import (
     ThresholdKNN,
 )
 from tests.conftest import shared_dataset
+from tests.transforms.oracles import dense_cosine
 
 
 def graph() -> HeteroData:
@@ -73,14 +74,7 @@ def test_refine_item_graph_repr():
 
 def dense_refined(x, train, num_items, k_s, alpha, k_c):
     r"""Eq. 6-11 written out on dense matrices, ties to the lower index."""
-    norm = x.norm(dim=1)
-    valid = norm > 0
-    z = x / norm.clamp_min(1e-300).unsqueeze(1)
-    sim = z @ z.t()
-    sim[~valid] = -math.inf
-    sim[:, ~valid] = -math.inf
-    sim.fill_diagonal_(-math.inf)
-    order = torch.sort(sim, dim=1, descending=True, stable=True).indices
+    sim, _, order = dense_cosine(x)
     S = torch.zeros(num_items, num_items, dtype=torch.float64)
     top = order[:, :k_s]
     chosen = sim.gather(1, top)

@@ -6,6 +6,7 @@ from torch_geometric.data import Data, HeteroData
 
 from mllmrec_pyg.transforms import ThresholdKNN
 from mllmrec_pyg.transforms._topk import cosine_topk, ranked_topk
+from tests.transforms.oracles import dense_cosine
 
 # Cosine similarities of these 2-d items (item 4 is a zero vector):
 #   s01 = s12 = 1/sqrt(2), s02 = s23 = 0, s03 = -1, s13 = -1/sqrt(2).
@@ -124,14 +125,8 @@ def test_threshold_knn_rejects_bad_features():
 
 
 def dense_oracle(x: torch.Tensor, k: int, include_self: bool):
-    norm = x.norm(dim=1)
-    valid = norm > 0
-    z = x / norm.clamp_min(1e-300).unsqueeze(1)
-    sim = z @ z.t()
-    sim[~valid] = -math.inf
-    sim[:, ~valid] = -math.inf
-    sim.fill_diagonal_(math.inf if include_self else -math.inf)
-    order = torch.sort(sim, dim=1, descending=True, stable=True).indices
+    sim, valid, order = dense_cosine(
+        x, math.inf if include_self else -math.inf)
     edges = set()
     for i in range(x.size(0)):
         for j in order[i, :k].tolist():
