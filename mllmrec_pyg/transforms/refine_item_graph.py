@@ -62,8 +62,8 @@ class RefineItemGraph(Compose):
             (default: :obj:`False`)
         key (str, optional): The item feature attribute.
             (default: :obj:`"x"`)
-        chunk_size (int, optional): Rows per similarity block of the exact
-            search; :obj:`None` for about 16 MiB. (default: :obj:`None`)
+        chunk_size (int, optional): Query rows per similarity block of the
+            exact search, see :class:`ThresholdKNN`. (default: :obj:`None`)
         backend (str, optional): Neighbour search backend of
             :class:`ThresholdKNN`: :obj:`"torch"` (exact), :obj:`"ivf"`
             (approximate, for millions of items), :obj:`"faiss"` or

@@ -81,8 +81,9 @@ class ThresholdKNN(BaseTransform):
             :class:`~torch_geometric.data.HeteroData`.
             (default: :obj:`"item"`)
         chunk_size (int, optional): Query rows per similarity block of the
-            exact search (memory :math:`O(\text{chunk} \cdot N + Nk)`);
-            :obj:`None` sizes blocks to about 16 MiB.
+            exact search; each block spans about 16 MiB of scores and its
+            top-:math:`k` is merged into the running one (memory
+            :math:`O(\text{block} + Nk)`). :obj:`None` means 1024 rows.
             (default: :obj:`None`)
         backend (str, optional): :obj:`"torch"` (exact, chunked, on the
             features' device), :obj:`"ivf"` (approximate, for catalogues of

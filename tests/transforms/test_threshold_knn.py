@@ -142,10 +142,18 @@ def test_cosine_topk_matches_sorting_oracle_with_many_ties(include_self):
     # which exercises the tie repair of ranked_topk.
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(-1, 2, (60, 3), generator=gen).double()
-    for chunk_size in (None, 7):
-        row, col, _ = cosine_topk(x, 4, include_self, chunk_size)
-        assert set(zip(row.tolist(), col.tolist(), strict=True)) == \
-            dense_oracle(x, 4, include_self)
+    expected = dense_oracle(x, 4, include_self)
+    reference = cosine_topk(x, 4, include_self)
+    # Query chunks of 7 rows; candidate blocks of 5 and 6 columns (below
+    # and above k + 1): ties across blocks still go to the lower index.
+    for chunk_size, block_elements in ((None, 1 << 22), (7, 1 << 22),
+                                       (7, 35), (7, 42), (1, 1)):
+        row, col, sim = cosine_topk(x, 4, include_self, chunk_size,
+                                    block_elements=block_elements)
+        assert set(zip(row.tolist(), col.tolist(), strict=True)) == expected
+        assert torch.equal(row, reference[0])
+        assert torch.equal(col, reference[1])
+        assert torch.allclose(sim, reference[2])
 
 
 def test_ranked_topk_orders_ties_by_index():
