@@ -132,33 +132,42 @@ def ivf_topk(
     out_keep = torch.zeros(n, k, dtype=torch.bool, device=device)
     sizes = counts.cpu()
     largest = int((sizes[probes_cpu].sum(dim=1) + sizes).max())
-    buffer = torch.empty(int(sizes.max()) * largest, dtype=z.dtype,
-                         device=device)
+    # A cluster's queries are scored in sub-blocks of about _ASSIGN_ELEMENTS
+    # scores, so one oversized cluster cannot blow the buffer up.
+    buffer = torch.empty(min(int(sizes.max()) * largest,
+                             max(_ASSIGN_ELEMENTS, largest)),
+                         dtype=z.dtype, device=device)
+    self_score = float('inf') if include_self else float('-inf')
     for c in range(nlist):
         start, end = int(ptr_cpu[c]), int(ptr_cpu[c + 1])
         if start == end:
             continue
-        query = perm[start:end]
+        members = perm[start:end]
         cand = torch.cat([perm[int(ptr_cpu[p]):int(ptr_cpu[p + 1])]
-                          for p in probes_cpu[c].tolist()] + [query])
+                          for p in probes_cpu[c].tolist()] + [members])
         # Sorted, de-duplicated candidates: ties go to the lower index.
         cand = torch.unique(cand)
         take = min(k, cand.numel() - (0 if include_self else 1))
         if take <= 0:
             continue
-        scores = torch.mm(z[query], z[cand].t(),
-                          out=buffer[:query.numel() * cand.numel()].view(
-                              query.numel(), cand.numel()))
-        is_self = cand.unsqueeze(0) == query.unsqueeze(1)
-        scores.masked_fill_(is_self, float('inf') if include_self
-                            else float('-inf'))
-        values, index = ranked_topk(scores, take)
-        index = cand[index]
-        values, keep = self_and_valid(values, index, query, include_self)
-        # Rows of cluster c are positions start..end of the sorted order.
-        out_col[start:end, :take] = index
-        out_sim[start:end, :take] = values
-        out_keep[start:end, :take] = keep
+        cand_z = z[cand]
+        step = max(1, _ASSIGN_ELEMENTS // cand.numel())
+        for first in range(0, end - start, step):
+            query = members[first:first + step]
+            scores = torch.mm(z[query], cand_z.t(),
+                              out=buffer[:query.numel() * cand.numel()].view(
+                                  query.numel(), cand.numel()))
+            # Every query is among its own candidates.
+            local = torch.arange(query.numel(), device=device)
+            scores[local, torch.searchsorted(cand, query)] = self_score
+            values, index = ranked_topk(scores, take)
+            index = cand[index]
+            values, keep = self_and_valid(values, index, query, include_self)
+            # Rows of cluster c are positions start..end of the sorted order.
+            rows = slice(start + first, start + first + query.numel())
+            out_col[rows, :take] = index
+            out_sim[rows, :take] = values
+            out_keep[rows, :take] = keep
     del buffer
 
     # Back from cluster order to item order; each row is already ordered

@@ -132,3 +132,19 @@ def test_refine_item_graph_ivf_repr_and_equality_with_exact():
         data.clone())['item', 'similar', 'item']
     assert torch.equal(got.edge_index, expected.edge_index)
     assert torch.allclose(got.edge_weight, expected.edge_weight)
+
+
+@pytest.mark.parametrize('include_self', [False, True])
+def test_ivf_scores_large_clusters_in_sub_blocks(monkeypatch, include_self):
+    # One cluster holding everything (nlist=1), scored a few rows at a
+    # time: still exactly the exact search.
+    import mllmrec_pyg.transforms._ivf as ivf
+
+    x = clustered(3, 20)
+    expected = cosine_topk(x, 4, include_self)
+    monkeypatch.setattr(ivf, '_ASSIGN_ELEMENTS', 150)  # 2 rows of 60
+    for nlist in (1, 3):
+        got = ivf_topk(x, 4, include_self, nlist=nlist, nprobe=nlist)
+        assert torch.equal(got[0], expected[0])
+        assert torch.equal(got[1], expected[1])
+        assert torch.allclose(got[2], expected[2])
