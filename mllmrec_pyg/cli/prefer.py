@@ -83,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
         users = range(min(args.max_users, int(data['user'].num_nodes)))
     backend = build_backend(args)
     cache = open_cache(args)
+    if args.preference_source == 'full_history':
+        # Said before the (long) generation starts, and again at the end.
+        print("WARNING: --preference-source full_history builds preferences "
+              'from ALL interactions, validation and test items included: '
+              'every metric computed with them is LEAKED.', file=sys.stderr,
+              flush=True)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always', FullHistoryLeakWarning)

@@ -59,7 +59,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "a number or 'all' (default: 8, so the default run takes "
                    'minutes on a CPU); the others use the stand-in')
     p.add_argument('--max-new-tokens', type=int, default=96,
-                   help='most tokens per generation (default: 96)')
+                   help='most tokens per generation (default: 96, short enough for the '
+                   "default CPU run; 'mllmrec prefer' defaults to 160)")
+    p.add_argument('--concurrency', type=int, default=4,
+                   help="requests in flight at once ('openai'; default: 4)")
+    p.add_argument('--timeout', type=float, default=120.0,
+                   help="seconds per request attempt ('openai'; default: 120)")
     p.add_argument('--preference-source', choices=('train', 'full_history'),
                    default='train',
                    help="'train' (default) or the reference's LEAKY 'full_history'")
@@ -111,12 +116,14 @@ def run(args: argparse.Namespace) -> int:
         if args.describe_backend in ('hf', 'smollm2'):
             options = dict(max_new_tokens=args.max_new_tokens, num_threads=threads)
         elif args.describe_backend == 'openai':
-            options = dict(max_tokens=args.max_new_tokens)
+            options = dict(max_tokens=args.max_new_tokens, max_concurrency=args.concurrency,
+                           timeout=args.timeout)
         describe_backend = make_backend(args.describe_backend, model=args.describe_model,
                                         base_url=args.base_url, **options)
     prefer_backend = None
     if args.prefer_backend != 'none' and users != []:
-        options = (dict(max_tokens=args.max_new_tokens) if args.prefer_backend == 'openai'
+        options = (dict(max_tokens=args.max_new_tokens, max_concurrency=args.concurrency,
+                        timeout=args.timeout) if args.prefer_backend == 'openai'
                    else dict(max_new_tokens=args.max_new_tokens, num_threads=threads))
         prefer_backend = make_backend(args.prefer_backend, model=args.prefer_model,
                                       base_url=args.base_url, **options)

@@ -1,0 +1,234 @@
+r"""The leak, measured cleanly: MLLMRec trained with identical settings and
+seed, only the user representation :math:`e_u` changes.
+
+Variants (any number, comma-separated, trained one after the other):
+
+* ``train-mean``: the mean of the MiniLM embeddings of each user's
+  TRAINING items (the stand-in of ``mllmrec train``; no leak);
+* ``full-mean``: the same mean over the user's FULL history (train + valid
+  + test edges): LEAKED, the features encode the items the model is scored
+  on (:func:`mllmrec_pyg.pipeline.mean_of_items` warns);
+* ``text:FIELD``: a user text field of the dataset (``data['user'].meta``,
+  e.g. Sports' ``idgenrec_user_text``, written from the full history) encoded
+  by MiniLM;
+* ``prefs:PATH`` (or ``prefs:LABEL=PATH``): a ``preferences.tsv`` written by
+  ``mllmrec prefer`` / ``mllmrec run``, encoded by MiniLM; its
+  ``preference_source`` column is reported (``full_history`` = LEAKED);
+* ``random``: no user features, learnable ID embeddings (``user_init =
+  'random'``, "w/o reasoning").
+
+Users a ``text:``/``prefs:`` variant has no text for keep the train-mean
+(the fallback of ``mllmrec run``); the count is printed.  Item features are
+the MiniLM embeddings of the item text fields for every variant, made as
+``mllmrec train`` makes them (:func:`mllmrec_pyg.cli.train.encode_items`).
+Each variant is trained through
+:func:`mllmrec_pyg.cli.train.fit_and_report` into ``OUT/VARIANT/`` (its
+``metrics.json`` records how ``e_u`` was made); a variant whose
+``metrics.json`` already exists is read, not retrained.  The table is
+printed and written to ``OUT/leak.tsv``.
+
+    python benchmarks/leak.py /work/shared/data/amazon-sports \
+        --variants train-mean,full-mean,text:idgenrec_user_text \
+        --epochs 60 --out /work/runs/leak_sports
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import os
+import re
+import time
+import warnings
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from mllmrec_pyg.cli.train import encode_items, fit_and_report, load_config
+from mllmrec_pyg.data import load_dataset
+from mllmrec_pyg.pipeline import mean_of_items
+
+#: Columns of the printed table and of ``leak.tsv``.
+COLUMNS = ('variant', 'leaked', 'recall@10', 'recall@20', 'ndcg@10', 'ndcg@20',
+           'best_epoch', 'epochs_trained', 'stopped_early', 'seconds')
+
+#: How :obj:`data['item'].x` is made, for every variant.
+ITEM_FEATURES = ('all-MiniLM-L6-v2 embeddings of the item text fields '
+                 '(composed and cut to the encoder budget, as `mllmrec train`)')
+
+
+def encode(texts: List[str]) -> Tensor:
+    r"""MiniLM embeddings of :obj:`texts` (through the encoding cache)."""
+    from mllmrec_pyg.llm.encode import TextEncoder
+    encoder = TextEncoder()
+    try:
+        return encoder.encode(texts).float()
+    finally:
+        encoder.close()
+
+
+def read_preferences(path: str, data: HeteroData) -> Tuple[Dict[int, str], List[str]]:
+    r"""Reads a ``preferences.tsv``: the text per user index and the
+    distinct ``preference_source`` values."""
+    index = {raw: i for i, raw in enumerate(data['user'].raw_id)}
+    texts: Dict[int, str] = {}
+    sources = set()
+    with open(path, encoding='utf-8', newline='') as f:
+        # Quoted where a field holds a quote character (see
+        # mllmrec_pyg.llm.outputs.write_tsv): read with the csv defaults.
+        reader = csv.DictReader(f, delimiter='\t')
+        for row in reader:
+            if row['user'] not in index:
+                raise ValueError(f"{path}: user '{row['user']}' is not in the dataset")
+            texts[index[row['user']]] = row['preference']
+            sources.add(row.get('preference_source') or 'unknown')
+    return texts, sorted(sources)
+
+
+def _with_texts(base: Tensor, texts: Dict[int, str]) -> Tensor:
+    user_x = base.clone()
+    users = sorted(u for u, t in texts.items() if t.strip())
+    if users:
+        user_x[torch.tensor(users)] = encode([texts[u] for u in users])
+    return user_x
+
+
+def user_features(variant: str, data: HeteroData
+                  ) -> Tuple[Optional[Tensor], Dict[str, Any], bool, str]:
+    r"""Returns :obj:`(user_x, model_overrides, leaked, description)` of
+    :obj:`variant`."""
+    item_x = data['item'].x
+    num_users = int(data['user'].num_nodes)
+    if variant == 'train-mean':
+        return (mean_of_items(data, item_x, 'train'), {}, False,
+                "mean of the MiniLM embeddings of each user's TRAINING items")
+    if variant == 'full-mean':
+        with warnings.catch_warnings():
+            warnings.simplefilter('always')
+            x = mean_of_items(data, item_x, 'full_history')
+        return (x, {}, True, 'LEAKED: mean of the MiniLM embeddings of each '
+                "user's FULL history (valid/test items included)")
+    if variant == 'random':
+        return (None, {'user_init': 'random'}, False,
+                'learnable ID embeddings (w/o reasoning)')
+    fallback = mean_of_items(data, item_x, 'train')
+    if variant.startswith('text:'):
+        name = variant[len('text:'):]
+        meta = getattr(data['user'], 'meta', None) or {}
+        if name not in meta:
+            raise ValueError(f"The dataset has no user text field '{name}' "
+                             f'(it has {sorted(meta)})')
+        texts = {u: str(t or '') for u, t in enumerate(meta[name])}
+        with_text = sum(bool(t.strip()) for t in texts.values())
+        return (_with_texts(fallback, texts), {}, True,
+                f"MiniLM embeddings of the user text field '{name}' "
+                f'({with_text}/{num_users} users; the others: train-mean); '
+                'assumed LEAKED (a dataset field, not built from training '
+                'items by this package)')
+    if variant.startswith('prefs:'):
+        spec = variant[len('prefs:'):]
+        path = spec.split('=', 1)[1] if '=' in spec else spec
+        texts, sources = read_preferences(path, data)
+        leaked = sources != ['train']
+        return (_with_texts(fallback, texts), {}, leaked,
+                f'MiniLM embeddings of the preferences in {path} '
+                f"(preference_source: {', '.join(sources)}; {len(texts)}/"
+                f'{num_users} users, the others: train-mean)'
+                + ('; LEAKED' if leaked else ''))
+    raise ValueError(f"Unknown variant '{variant}' (expected train-mean, "
+                     'full-mean, random, text:FIELD or prefs:[LABEL=]PATH)')
+
+
+def variant_name(variant: str) -> str:
+    r"""The variant's folder name under :obj:`OUT`."""
+    if variant.startswith('prefs:'):
+        spec = variant[len('prefs:'):]
+        if '=' in spec:
+            return 'prefs_' + spec.split('=', 1)[0]
+        variant = 'prefs_' + os.path.basename(os.path.dirname(os.path.abspath(spec)))
+    return re.sub(r'[^A-Za-z0-9_.-]+', '_', variant)
+
+
+def row_of(name: str, metrics: Dict[str, Any], leaked: bool) -> Dict[str, Any]:
+    test = metrics['test']
+    return {'variant': name, 'leaked': 'LEAKED' if leaked else 'no',
+            'recall@10': test.get('recall@10'), 'recall@20': test.get('recall@20'),
+            'ndcg@10': test.get('ndcg@10'), 'ndcg@20': test.get('ndcg@20'),
+            'best_epoch': metrics['best_epoch'],
+            'epochs_trained': metrics['epochs_trained'],
+            'stopped_early': metrics['stopped_early'],
+            'seconds': round(metrics['timing']['total_s'], 1)}
+
+
+def print_table(rows: List[Dict[str, Any]]) -> None:
+    print('\t'.join(COLUMNS))
+    for row in rows:
+        print('\t'.join(f'{row[c]:.4f}' if isinstance(row[c], float) and c != 'seconds'
+                        else str(row[c]) for c in COLUMNS))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('path', metavar='DATASET_PATH')
+    parser.add_argument('--variants', default='train-mean,full-mean',
+                        help='comma-separated: train-mean, full-mean, random, '
+                        'text:FIELD, prefs:[LABEL=]PATH (default: train-mean,full-mean)')
+    parser.add_argument('--out', required=True, metavar='DIR')
+    parser.add_argument('--epochs', type=int, default=None,
+                        help='maximum epochs, the same cap for every variant '
+                        '(default: 1000)')
+    parser.add_argument('--patience', type=int, default=None,
+                        help='early-stopping patience (default: 20)')
+    parser.add_argument('--seed', type=int, default=2024)
+    parser.add_argument('--config', default=None, metavar='FILE',
+                        help='as for `mllmrec train`')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--progress', action='store_true')
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    config = load_config(args.config)
+    base = load_dataset(args.path, **config.get('dataset', {}))
+    start = time.perf_counter()
+    base['item'].x = encode_items(base)
+    print(f'item features: {time.perf_counter() - start:.1f} s', flush=True)
+    os.makedirs(args.out, exist_ok=True)
+
+    rows: List[Dict[str, Any]] = []
+    for variant in [v for v in args.variants.split(',') if v]:
+        name = variant_name(variant)
+        out = os.path.join(args.out, name)
+        data = copy.copy(base)
+        user_x, model_cfg, leaked, description = user_features(variant, data)
+        metrics_path = os.path.join(out, 'metrics.json')
+        if not os.path.exists(metrics_path):
+            if user_x is not None:
+                data['user'].x = user_x
+            elif 'x' in data['user']:
+                del data['user'].x
+            run_config = {**config, 'model': {**config.get('model', {}), **model_cfg}}
+            train_args = argparse.Namespace(
+                path=args.path, model='mllmrec', out=out, epochs=args.epochs,
+                seed=args.seed, config=args.config, patience=args.patience,
+                exclude_valid_at_test=False, device=args.device, resume=False,
+                deterministic=False, tensorboard=False, no_progress=not args.progress)
+            print(f'== {name}: {description}', flush=True)
+            fit_and_report(data, train_args, run_config,
+                           reasoning={'item_features': ITEM_FEATURES,
+                                      'user_features': description,
+                                      'leak_variant': variant, 'leaked': leaked})
+        with open(metrics_path, encoding='utf-8') as f:
+            rows.append(row_of(name, json.load(f), leaked))
+        with open(os.path.join(args.out, 'leak.tsv'), 'w', encoding='utf-8') as f:
+            f.write('\t'.join(COLUMNS) + '\n')
+            for row in rows:
+                f.write('\t'.join(str(row[c]) for c in COLUMNS) + '\n')
+    print_table(rows)
+
+
+if __name__ == '__main__':
+    main()
