@@ -110,20 +110,20 @@ def run(args: argparse.Namespace) -> int:
     users = _first_users(args.llm_users, int(data['user'].num_nodes))
     threads = 1 if not torch.cuda.is_available() else None
 
+    openai_options = dict(max_tokens=args.max_new_tokens, max_concurrency=args.concurrency,
+                          timeout=args.timeout)
     describe_backend = None
     if args.describe_backend != 'none':
         options = {}
         if args.describe_backend in ('hf', 'smollm2'):
             options = dict(max_new_tokens=args.max_new_tokens, num_threads=threads)
         elif args.describe_backend == 'openai':
-            options = dict(max_tokens=args.max_new_tokens, max_concurrency=args.concurrency,
-                           timeout=args.timeout)
+            options = openai_options
         describe_backend = make_backend(args.describe_backend, model=args.describe_model,
                                         base_url=args.base_url, **options)
     prefer_backend = None
     if args.prefer_backend != 'none' and users != []:
-        options = (dict(max_tokens=args.max_new_tokens, max_concurrency=args.concurrency,
-                        timeout=args.timeout) if args.prefer_backend == 'openai'
+        options = (openai_options if args.prefer_backend == 'openai'
                    else dict(max_new_tokens=args.max_new_tokens, num_threads=threads))
         prefer_backend = make_backend(args.prefer_backend, model=args.prefer_model,
                                       base_url=args.base_url, **options)

@@ -111,15 +111,12 @@ def load_config(path: Optional[str]) -> Dict[str, Dict[str, Any]]:
     return config
 
 
-def item_texts(data: HeteroData) -> List[str]:
-    r"""The text of every item: its non-empty text fields joined by spaces."""
-    fields = getattr(data['item'], 'text', None)
-    if not fields:
+def require_item_text(data: HeteroData) -> None:
+    r"""Raises a clear error when the items have neither text nor features."""
+    if not getattr(data['item'], 'text', None):
         raise ValueError(f'{data.name}: the items have no text to encode (data["item"].text '
                          'is absent) and no features data["item"].x; this model needs item '
                          'features')
-    columns = list(fields.values())
-    return [' '.join(str(c[i]) for c in columns if c[i]) for i in range(data['item'].num_nodes)]
 
 
 def encode_items(data: HeteroData) -> Tensor:
@@ -128,7 +125,7 @@ def encode_items(data: HeteroData) -> Tensor:
     descriptions, through the package's content-keyed encoding cache."""
     from mllmrec_pyg.llm.encode import TextEncoder
     from mllmrec_pyg.pipeline import encode_item_descriptions
-    item_texts(data)  # a clear error when the items have no text
+    require_item_text(data)
     with TextEncoder() as encoder:
         return encode_item_descriptions(data, encoder)[0]
 

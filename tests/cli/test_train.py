@@ -89,9 +89,9 @@ def test_user_stand_in_is_the_mean_of_training_items():
     items = edges[1][edges[0] == 5]
     assert torch.allclose(user_x[5], item_x[items].mean(dim=0))
     with pytest.raises(ValueError, match='no text to encode'):
-        from mllmrec_pyg.cli.train import item_texts
+        from mllmrec_pyg.cli.train import encode_items
         del data['item'].text
-        item_texts(data)
+        encode_items(data)
 
 
 def test_grid_in_config_selects_on_validation(tmp_path):
