@@ -64,6 +64,27 @@ def test_text_generation_is_greedy_and_batched(tiny_text_model):
         'max_new_tokens': 4, 'do_sample': False, 'seed': 0}
 
 
+def test_threads_apply_to_generation_only(tiny_text_model, monkeypatch):
+    # A cold-cache run generates and then trains in one process: the
+    # generation thread count must not leak into the training.
+    import torch
+
+    seen = []
+    backend = HuggingFaceBackend(tiny_text_model, max_new_tokens=2,
+                                 num_threads=1)
+    original = backend._text_batch
+    monkeypatch.setattr(backend, '_text_batch', lambda batch: (
+        seen.append(torch.get_num_threads()), original(batch))[1])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        backend.generate(GenerationRequest('socks'))
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_text_model_refuses_images(tiny_text_model):
     backend = HuggingFaceBackend(tiny_text_model, max_new_tokens=2)
     with pytest.raises(BackendError, match='not a vision-language model'):

@@ -116,8 +116,9 @@ class HuggingFaceBackend(GenerationBackend):
             :obj:`"auto"` (:obj:`accelerate` places the weights); :obj:`None`
             picks :obj:`"auto"` when a GPU is present, else :obj:`"cpu"`.
             (default: :obj:`None`)
-        num_threads (int, optional): CPU threads for :obj:`torch`
-            (:obj:`None` leaves the setting alone). (default: :obj:`None`)
+        num_threads (int, optional): CPU threads for :obj:`torch` while
+            generating; the previous setting is restored afterwards
+            (:obj:`None` leaves it alone). (default: :obj:`None`)
         model_name (str, optional): The name recorded in outputs and cache
             keys; defaults to :obj:`model` plus a content fingerprint for
             local paths. (default: :obj:`None`)
@@ -182,9 +183,6 @@ class HuggingFaceBackend(GenerationBackend):
     def load(self) -> Tuple[Any, Any]:
         r"""Returns :obj:`(tokenizer or processor, model)`, loading them once
         per process."""
-        if self.num_threads is not None:
-            import torch
-            torch.set_num_threads(self.num_threads)
         return _load(self.path, self.gguf_file, self.revision, self.vision,
                      self.device)
 
@@ -274,6 +272,21 @@ class HuggingFaceBackend(GenerationBackend):
                           completion_tokens=steps)
 
     def generate_many(self, requests: Sequence[GenerationRequest],
+                      on_result: ResultCallback) -> None:
+        import torch
+
+        # The thread count applies to generation only: left set, it would
+        # change the numerics (and speed) of whatever the process runs next,
+        # e.g. training right after a cold-cache preference run.
+        previous = torch.get_num_threads()
+        if self.num_threads is not None:
+            torch.set_num_threads(self.num_threads)
+        try:
+            self._generate_all(requests, on_result)
+        finally:
+            torch.set_num_threads(previous)
+
+    def _generate_all(self, requests: Sequence[GenerationRequest],
                       on_result: ResultCallback) -> None:
         index = 0
         while index < len(requests):
