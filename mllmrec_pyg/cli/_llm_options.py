@@ -9,6 +9,15 @@ from mllmrec_pyg.llm.backends import BACKENDS, GenerationBackend, make_backend
 from mllmrec_pyg.llm.cache import GenerationCache
 
 
+def add_http_options(parser: Any) -> None:
+    r"""``--concurrency`` and ``--timeout`` of the OpenAI-compatible HTTP
+    backend, on a parser or an argument group."""
+    parser.add_argument('--concurrency', type=int, default=4,
+                        help="requests in flight at once ('openai'; default: 4)")
+    parser.add_argument('--timeout', type=float, default=120.0,
+                        help="seconds per request attempt ('openai'; default: 120)")
+
+
 def add_backend_options(parser: argparse.ArgumentParser,
                         default_backend: str) -> None:
     group = parser.add_argument_group('backend')
@@ -28,10 +37,7 @@ def add_backend_options(parser: argparse.ArgumentParser,
                        help='most tokens to generate (default: 160)')
     group.add_argument('--seed', type=int, default=0,
                        help='generation seed (default: 0)')
-    group.add_argument('--concurrency', type=int, default=4,
-                       help="requests in flight at once ('openai'; default: 4)")
-    group.add_argument('--timeout', type=float, default=120.0,
-                       help="seconds per request attempt ('openai'; default: 120)")
+    add_http_options(group)
     group.add_argument('--threads', type=int, default=None,
                        help="CPU threads of local models (default: 1 for "
                        "'smollm2', unchanged for 'hf')")

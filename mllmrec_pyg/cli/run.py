@@ -24,6 +24,7 @@ import argparse
 import os
 from typing import Optional, Sequence
 
+from mllmrec_pyg.cli._llm_options import add_http_options
 from mllmrec_pyg.llm.backends import BACKENDS
 
 
@@ -61,10 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--max-new-tokens', type=int, default=96,
                    help='most tokens per generation (default: 96, short enough for the '
                    "default CPU run; 'mllmrec prefer' defaults to 160)")
-    p.add_argument('--concurrency', type=int, default=4,
-                   help="requests in flight at once ('openai'; default: 4)")
-    p.add_argument('--timeout', type=float, default=120.0,
-                   help="seconds per request attempt ('openai'; default: 120)")
+    add_http_options(p)
     p.add_argument('--preference-source', choices=('train', 'full_history'),
                    default='train',
                    help="'train' (default) or the reference's LEAKY 'full_history'")
