@@ -13,7 +13,7 @@ alpha = None); ``no_jaccard`` (K_c = 0); ``no_item_gcn`` (item_layers = 0);
 ``ui_lightgcn`` (the paper's "w/ user-item LightGCN" variant, ui_layers = 1).
 
     python benchmarks/mllmrec_sports.py [--variants full,no_jaccard,...]
-        [--max-epochs 1000] [--out runs/mllmrec-sports] [--threads 2]
+        [--max-epochs 1000] [--out runs/mllmrec-sports] [--threads 2] [--resume]
 """
 from __future__ import annotations
 
@@ -54,6 +54,9 @@ def main() -> None:
     parser.add_argument('--out', default='runs/mllmrec-sports')
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--progress', action='store_true')
+    parser.add_argument('--resume', action='store_true',
+                        help='continue each variant from OUT/VARIANT/checkpoint.pt when it exists '
+                             '(same settings; a larger --max-epochs lifts an earlier cap)')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -72,7 +75,7 @@ def main() -> None:
         trainer = Trainer(model, data, max_epochs=args.max_epochs, patience=args.patience,
                           seed=args.seed, out_dir=os.path.join(args.out, variant),
                           progress=args.progress)
-        result = trainer.fit()
+        result = trainer.fit(resume=args.resume)
         assert result.test is not None
         status = ('converged' if result.stopped_early
                   else f'CAPPED at {result.epochs_trained} epochs')

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from mllmrec_pyg.data.hashing import mllmrec_home
+from mllmrec_pyg.llm._quiet import no_weight_loading_bar
 
 #: The default encoder's name as recorded in cache keys and outputs.
 DEFAULT_ENCODER = 'sentence-transformers/all-MiniLM-L6-v2'
@@ -80,7 +81,8 @@ class TextEncoder:
         self.batch_size = batch_size
         if device is None:
             device = 'cuda' if torch.cuda.is_available() else 'cpu'
-        self.model = SentenceTransformer(path, device=device)
+        with no_weight_loading_bar():
+            self.model = SentenceTransformer(path, device=device)
         self._lock = threading.Lock()
         self._conn: Optional[sqlite3.Connection] = None
         if cache:

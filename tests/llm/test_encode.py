@@ -29,3 +29,13 @@ def test_encoder_with_content_keyed_cache(tmp_path):
     renamed.encode(['running shoes'])
     assert renamed.encoded == 1
     assert encoder.encode([]).shape == (0, 384)
+
+
+def test_loading_prints_no_weight_bar(tmp_path, capfd):
+    from transformers.utils import logging
+
+    assert logging.is_progress_bar_enabled()
+    TextEncoder(cache=False)
+    assert 'Loading weights' not in capfd.readouterr().err
+    # The bar's global switch is restored for the user's own loads.
+    assert logging.is_progress_bar_enabled()

@@ -6,9 +6,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-from typing import Optional
+from typing import Any, Optional, Tuple
 
 from mllmrec_pyg.data.hashing import mllmrec_home
+from mllmrec_pyg.llm._quiet import no_weight_loading_bar
 from mllmrec_pyg.llm.backends.huggingface import (
     HuggingFaceBackend,
     fingerprint_path,
@@ -51,10 +52,11 @@ def _converted_folder(gguf_path: str, digest: str) -> str:
     import transformers
 
     directory, name = os.path.split(gguf_path)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(directory,
-                                                           gguf_file=name)
-    network = transformers.AutoModelForCausalLM.from_pretrained(
-        directory, gguf_file=name)
+    with no_weight_loading_bar():
+        tokenizer = transformers.AutoTokenizer.from_pretrained(directory,
+                                                               gguf_file=name)
+        network = transformers.AutoModelForCausalLM.from_pretrained(
+            directory, gguf_file=name)
     # The weights are plain float tensors once de-quantised; only the GGUF
     # quantizer marker stops save_pretrained, so it is dropped.
     network.hf_quantizer = None  # type: ignore[assignment]
@@ -108,3 +110,7 @@ class SmolLM2Backend(HuggingFaceBackend):
             max_new_tokens=max_new_tokens, seed=seed, batch_size=1,
             device='cpu', num_threads=num_threads,
             model_name=f'{os.path.basename(gguf_path)}@sha256:{digest[:16]}')
+
+    def load(self) -> Tuple[Any, Any]:
+        with no_weight_loading_bar():
+            return super().load()
