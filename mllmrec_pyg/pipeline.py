@@ -218,7 +218,8 @@ def reason_and_encode(
     counts['preference_summary'] = {k: v for k, v in prefs.summary(data).items()
                                     if k in ('backend', 'model', 'preference_source',
                                              'calls', 'cache_hits', 'failures',
-                                             'tokens_per_second', 'seconds')}
+                                             'tokens_per_second', 'all_outputs',
+                                             'seconds')}
     source = ('TRAINING items' if preference_source == 'train' else
               'FULL history (valid/test included: LEAKED)')
     user_features = (f'{encoder.name} embeddings of {prefer_backend.name} preferences '

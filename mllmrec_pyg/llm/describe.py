@@ -108,6 +108,9 @@ class DescribeRun:
             'completion_tokens': self.result.completion_tokens,
             'generation_seconds': round(self.result.generation_seconds, 3),
             'tokens_per_second': self.result.tokens_per_second,
+            # This run's calls above; every output text (cached ones
+            # with the cost recorded when generated) here.
+            'all_outputs': self.result.totals(),
             'seconds': round(self.seconds, 3),
             **self.extra,
         }

@@ -50,6 +50,10 @@ def test_prefer_over_http_twice(tmp_path):
         _, _, again = read(out)
         assert (again['calls'], again['cache_hits']) == (0, 6)
         assert len(server.requests) == 6
+        # The second summary still accounts for the whole job.
+        assert again['completion_tokens'] == 0
+        assert again['all_outputs']['texts'] == 6
+        assert again['all_outputs']['completion_tokens'] == summary['completion_tokens'] > 0
 
 
 def test_prefer_full_history_is_marked(tmp_path, capsys):

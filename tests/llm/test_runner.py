@@ -40,6 +40,27 @@ def test_interrupt_keeps_finished_work(tmp_path):
     resumed = run_requests(backend, cache, 'prefer', JOBS, progress=False)
     assert (resumed.calls, resumed.cache_hits) == (3, 2)
     assert backend.prompts == [f'prompt number {i}' for i in (2, 3, 4)]
+    # The job's totals cover the 2 cached and the 3 new generations.
+    assert resumed.completion_tokens == 3 * 4
+    assert resumed.cached_completion_tokens == 2 * 4
+    totals = resumed.totals()
+    assert totals['texts'] == 5 and totals['completion_tokens'] == 5 * 4
+    assert totals['generation_seconds'] == round(
+        resumed.generation_seconds + resumed.cached_generation_seconds, 3)
+    # A rerun makes no call and still reports the whole job's cost.
+    again = run_requests(FakeBackend(), cache, 'prefer', JOBS, progress=False)
+    assert again.calls == 0 and again.tokens_per_second is None
+    assert again.totals()['completion_tokens'] == 5 * 4
+
+
+def test_shared_generation_counts_once_in_totals(tmp_path):
+    cache = GenerationCache(str(tmp_path / 'c.sqlite'))
+    jobs = [('a', GenerationRequest('same')), ('b', GenerationRequest('same'))]
+    run_requests(FakeBackend(), cache, 'prefer', jobs, progress=False)
+    rerun = run_requests(FakeBackend(), cache, 'prefer', jobs, progress=False)
+    assert rerun.cache_hits == 2 and rerun.cached_completion_tokens == 4
+    totals = rerun.totals()
+    assert (totals['texts'], totals['completion_tokens'], totals['prompt_tokens']) == (2, 4, 0)
 
 
 def test_failures_are_recorded_and_retried(tmp_path):
