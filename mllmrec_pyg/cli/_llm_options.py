@@ -29,7 +29,8 @@ def add_backend_options(parser: argparse.ArgumentParser,
                        "model folder / Hub id ('hf')")
     group.add_argument('--base-url', default=None,
                        help="API root of an OpenAI-compatible server, e.g. "
-                       "http://127.0.0.1:8080/v1 (default: "
+                       "http://127.0.0.1:8080/v1, or several comma-separated "
+                       "servers of the same model that share the work (default: "
                        "$MLLMREC_OPENAI_BASE_URL or $OPENAI_BASE_URL); the API "
                        "key is read from $MLLMREC_OPENAI_API_KEY or "
                        "$OPENAI_API_KEY only")

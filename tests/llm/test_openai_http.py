@@ -125,3 +125,52 @@ def test_configuration_errors(monkeypatch):
     monkeypatch.setenv('MLLMREC_OPENAI_MODEL', 'env-model')
     b = OpenAIHTTPBackend()
     assert b.base_url == 'http://127.0.0.1:1/v1' and b.model == 'env-model'
+
+
+def free_port_url():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return f'http://127.0.0.1:{sock.getsockname()[1]}/v1'
+
+
+def test_several_servers_share_the_work():
+    with FakeOpenAIServer(delay=0.05) as first, FakeOpenAIServer(delay=0.05) as second:
+        b = OpenAIHTTPBackend(base_url=f'{first.base_url}, {second.base_url}/',
+                              max_concurrency=2, timeout=5.0)
+        assert b.base_urls == [first.base_url, second.base_url]
+        assert repr(b).startswith(f"OpenAIHTTPBackend(base_url=['{first.base_url}'")
+        requests = [GenerationRequest(f'p{i}') for i in range(8)]
+        outcomes = collect(b, requests)
+        assert {i: o.text for i, o in outcomes.items()} == {
+            i: f'echo p{i}' for i in range(8)}
+        # Two slots, two servers: each server has one request at a time.
+        assert first.max_in_flight == second.max_in_flight == 1
+        assert len(first.requests) + len(second.requests) == 8
+        assert first.requests and second.requests
+
+
+def test_dead_server_is_left_for_the_live_one():
+    with FakeOpenAIServer() as live:
+        b = OpenAIHTTPBackend(base_url=[free_port_url(), live.base_url], model='fake-model',
+                              max_concurrency=1, max_retries=2, backoff=0.01,
+                              timeout=2.0)
+        b._servers_checked = True  # the dead server cannot list its models
+        outcomes = collect(b, [GenerationRequest(f'p{i}') for i in range(4)])
+        assert all(isinstance(o, Generation) for o in outcomes.values())
+        # Only the first attempt went to the dead server.
+        assert len(live.requests) == 4
+
+
+def test_servers_must_serve_the_same_model():
+    with FakeOpenAIServer() as first, FakeOpenAIServer() as second:
+        second.model = 'another-model'
+        b = OpenAIHTTPBackend(base_url=[first.base_url, second.base_url])
+        with pytest.raises(ValueError, match='same model'):
+            b.generate_many([GenerationRequest('p')], lambda i, o: None)
+        assert first.requests == second.requests == []
+    with pytest.raises(ValueError, match='listed twice'):
+        OpenAIHTTPBackend(base_url='http://a/v1,http://a/v1/')
+    with FakeOpenAIServer() as up:
+        b = OpenAIHTTPBackend(base_url=[up.base_url, free_port_url()], timeout=2.0)
+        with pytest.raises(ValueError, match='did not answer'):
+            b.check_servers()

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import os
 import random
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from mllmrec_pyg.llm.backends.base import (
     BackendError,
@@ -55,9 +55,19 @@ class OpenAIHTTPBackend(GenerationBackend):
     409, 425, 429 and 5xx answers, on timeouts and on connection errors.
     Other 4xx answers fail at once (a retry would get the same answer).
 
+    Several servers of the same model (e.g. one llama.cpp server per CPU
+    core, or one vLLM instance per GPU) share the work: every attempt goes to
+    the server with the fewest requests in flight, among those whose last
+    attempt did not fail to connect or time out (so retries leave a dead
+    server for the others, and come back to it once it answers). They must
+    serve the same model: each is asked for its :obj:`GET /models` before the
+    first request, and one that does not list the model is an error (its
+    completions would be cached under the other's name).
+
     Args:
-        base_url (str, optional): The API root, e.g.
-            :obj:`"http://127.0.0.1:8080/v1"`. (default:
+        base_url (str or List[str], optional): The API root, e.g.
+            :obj:`"http://127.0.0.1:8080/v1"`, or several (a list or a
+            comma-separated string). (default:
             :obj:`$MLLMREC_OPENAI_BASE_URL`, else :obj:`$OPENAI_BASE_URL`)
         model (str, optional): The served model's name; when neither given
             nor set in :obj:`$MLLMREC_OPENAI_MODEL` / :obj:`$OPENAI_MODEL`,
@@ -86,7 +96,7 @@ class OpenAIHTTPBackend(GenerationBackend):
     name = 'openai'
     supports_images = True
 
-    def __init__(self, base_url: Optional[str] = None,
+    def __init__(self, base_url: Union[str, Sequence[str], None] = None,
                  model: Optional[str] = None, api_key: Optional[str] = None,
                  max_tokens: int = 160, temperature: float = 0.0,
                  seed: int = 0, max_concurrency: int = 4,
@@ -94,7 +104,10 @@ class OpenAIHTTPBackend(GenerationBackend):
                  backoff: float = 1.0, max_backoff: float = 30.0) -> None:
         super().__init__()
         base_url = base_url or _from_env(BASE_URL_ENV)
-        if not base_url:
+        if isinstance(base_url, str):
+            base_url = base_url.split(',')
+        urls = [url.strip().rstrip('/') for url in base_url or () if url.strip()]
+        if not urls:
             raise ValueError(
                 'No server for the OpenAI-compatible backend: pass --base-url '
                 '(e.g. http://127.0.0.1:8080/v1) or set '
@@ -102,7 +115,14 @@ class OpenAIHTTPBackend(GenerationBackend):
         if max_concurrency < 1:
             raise ValueError(f'max_concurrency must be >= 1 (got '
                              f'{max_concurrency})')
-        self.base_url = base_url.rstrip('/')
+        if len(set(urls)) != len(urls):
+            raise ValueError(f'A server is listed twice in {urls}')
+        #: The servers; :attr:`base_url` is the first.
+        self.base_urls: List[str] = urls
+        self.base_url = urls[0]
+        self._servers_checked = len(urls) == 1
+        self._in_flight = [0] * len(urls)
+        self._unreachable = [False] * len(urls)
         self._api_key = api_key or _from_env(API_KEY_ENV)
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -153,6 +173,38 @@ class OpenAIHTTPBackend(GenerationBackend):
             self.model = str(models[0]['id'])
         return self.model
 
+    def _list_models(self, base_url: str) -> List[str]:
+        import httpx
+
+        response = httpx.get(f'{base_url}/models', headers=self._headers(),
+                             timeout=self.timeout)
+        response.raise_for_status()
+        return [str(m.get('id')) for m in response.json().get('data') or []]
+
+    def check_servers(self) -> None:
+        r"""With several servers, checks that each one lists the model.
+
+        Raises:
+            ValueError: If a server does not answer :obj:`GET /models` or
+                does not list :attr:`model`.
+        """
+        if self._servers_checked:
+            return
+        import httpx
+
+        model = self.resolve_model()
+        for url in self.base_urls:
+            try:
+                models = self._list_models(url)
+            except (httpx.HTTPError, ValueError) as exc:
+                raise ValueError(f'{url}/models did not answer '
+                                 f'({type(exc).__name__}: {exc})') from exc
+            if model not in models:
+                raise ValueError(
+                    f"{url} does not serve '{model}' (it lists {models}): "
+                    'every server must serve the same model')
+        self._servers_checked = True
+
     def identity(self) -> Dict[str, Any]:
         self.resolve_model()
         return super().identity()
@@ -187,16 +239,24 @@ class OpenAIHTTPBackend(GenerationBackend):
         import httpx
 
         payload = self._payload(request)
-        url = f'{self.base_url}/chat/completions'
         last = ''
         for attempt in range(self.max_retries + 1):
             retry_after: Optional[str] = None
+            # The least busy reachable server (first of equals) takes it.
+            server = min(range(len(self.base_urls)),
+                         key=lambda i: (self._unreachable[i], self._in_flight[i]))
+            url = f'{self.base_urls[server]}/chat/completions'
+            response = None
+            self._in_flight[server] += 1
             try:
                 response = await client.post(url, json=payload,
                                              headers=self._headers())
             except (httpx.TimeoutException, httpx.TransportError) as exc:
-                last = f'{type(exc).__name__}: {exc}'
-            else:
+                last = f'{url}: {type(exc).__name__}: {exc}'
+            finally:
+                self._in_flight[server] -= 1
+            self._unreachable[server] = response is None
+            if response is not None:
                 if response.status_code == 200:
                     return self._parse(response)
                 last = f'HTTP {response.status_code}: {response.text[:300]}'
@@ -205,7 +265,9 @@ class OpenAIHTTPBackend(GenerationBackend):
                 retry_after = response.headers.get('retry-after')
             if attempt < self.max_retries:
                 await asyncio.sleep(self._delay(attempt, retry_after))
-        raise BackendError(f'{url} failed after {self.max_retries + 1} '
+        where = (self.base_urls[0] if len(self.base_urls) == 1
+                 else ', '.join(self.base_urls))
+        raise BackendError(f'{where}: failed after {self.max_retries + 1} '
                            f'attempts; last: {last}')
 
     @staticmethod
@@ -257,9 +319,13 @@ class OpenAIHTTPBackend(GenerationBackend):
         if not requests:
             return
         self.resolve_model()
+        self.check_servers()
+        self._in_flight = [0] * len(self.base_urls)
+        self._unreachable = [False] * len(self.base_urls)
         asyncio.run(self._run(requests, on_result))
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(base_url={self.base_url!r}, '
+        urls = self.base_url if len(self.base_urls) == 1 else self.base_urls
+        return (f'{self.__class__.__name__}(base_url={urls!r}, '
                 f'model={self.model!r}, max_concurrency='
                 f'{self.max_concurrency})')
