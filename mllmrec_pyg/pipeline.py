@@ -222,7 +222,8 @@ def reason_and_encode(
                                              'seconds')}
     source = ('TRAINING items' if preference_source == 'train' else
               'FULL history (valid/test included: LEAKED)')
-    user_features = (f'{encoder.name} embeddings of {prefer_backend.name} preferences '
+    model = f' ({prefer_backend.model})' if prefer_backend.model else ''
+    user_features = (f'{encoder.name} embeddings of {prefer_backend.name}{model} preferences '
                      f'from {source}; users without one use the mean of their '
                      'training items')
     return ReasoningInputs(item_features, user_features, counts)

@@ -39,3 +39,21 @@ def test_run_pipeline_end_to_end(tmp_path, capsys):
 def test_run_rejects_bad_llm_users(tmp_path, capsys):
     assert main(['run', SYNTHETIC, '--out', str(tmp_path), '--llm-users', 'many']) == 2
     assert "--llm-users must be a number or 'all'" in capsys.readouterr().err
+
+
+def test_reasoning_labels_name_the_preference_model(tmp_path):
+    from mllmrec_pyg.data import load_dataset
+    from mllmrec_pyg.llm.cache import GenerationCache
+    from mllmrec_pyg.llm.encode import TextEncoder
+    from mllmrec_pyg.pipeline import reason_and_encode
+    from tests.llm.fake_backend import FakeBackend
+
+    data = load_dataset(SYNTHETIC)
+    with TextEncoder(cache=False) as encoder:
+        inputs = reason_and_encode(data, str(tmp_path), FakeBackend(),
+                                   GenerationCache(str(tmp_path / 'c.sqlite')),
+                                   encoder, users=[0, 1], progress=False)
+    assert inputs.user_features.startswith(
+        f'{encoder.name} embeddings of fake (fake-1) preferences from TRAINING items')
+    assert inputs.counts['users_with_llm_preference'] == 2
+    assert inputs.counts['preference_summary']['all_outputs']['texts'] == 2
