@@ -24,7 +24,8 @@ the MiniLM embeddings of the item text fields for every variant, made as
 Each variant is trained through
 :func:`mllmrec_pyg.cli.train.fit_and_report` into ``OUT/VARIANT/`` (its
 ``metrics.json`` records how ``e_u`` was made); a variant whose
-``metrics.json`` already exists is read, not retrained.  The table is
+``metrics.json`` already exists is read, not retrained (with ``--resume``,
+one that hit the epoch cap continues from its checkpoint).  The table is
 printed and written to ``OUT/leak.tsv``.
 
     python benchmarks/leak.py /work/shared/data/amazon-sports \
@@ -51,9 +52,10 @@ from mllmrec_pyg.cli.train import encode_items, fit_and_report, load_config
 from mllmrec_pyg.data import load_dataset
 from mllmrec_pyg.pipeline import mean_of_items
 
-#: Columns of the printed table and of ``leak.tsv``.
+#: Columns of the printed table and of ``leak.tsv``; ``p_recall@20`` is the
+#: two-sided paired t-test of per-user test Recall@20 against the first variant.
 COLUMNS = ('variant', 'leaked', 'recall@10', 'recall@20', 'ndcg@10', 'ndcg@20',
-           'best_epoch', 'epochs_trained', 'stopped_early', 'seconds')
+           'p_recall@20', 'best_epoch', 'epochs_trained', 'stopped_early', 'seconds')
 
 #: How :obj:`data['item'].x` is made, for every variant.
 ITEM_FEATURES = ('all-MiniLM-L6-v2 embeddings of the item text fields '
@@ -163,6 +165,45 @@ def row_of(name: str, metrics: Dict[str, Any], leaked: bool) -> Dict[str, Any]:
             'seconds': round(metrics['timing']['total_s'], 1)}
 
 
+def add_significance(rows: List[Dict[str, Any]], outs: List[str]) -> None:
+    r"""Fills ``p_recall@20`` of every row with the paired t-test of its
+    per-user test Recall@20 against the first row's."""
+    from mllmrec_pyg.metrics import paired_t_test
+
+    first = os.path.join(outs[0], 'per_user_test.npz')
+    for row, out in zip(rows, outs, strict=True):
+        row['p_recall@20'] = (None if out == outs[0] else paired_t_test(
+            os.path.join(out, 'per_user_test.npz'), first).p_value)
+
+
+def subset_rows(rows: List[Dict[str, Any]], outs: List[str], num_users: int
+                ) -> List[Dict[str, Any]]:
+    r"""The table's metrics averaged over the evaluated users with an index
+    below :obj:`num_users` only (e.g. the users a partial LLM run covered),
+    with the paired t-test against the first row on the same users."""
+    from scipy import stats
+
+    from mllmrec_pyg.metrics import EvaluationResult
+
+    results = [EvaluationResult.load(os.path.join(out, 'per_user_test.npz')) for out in outs]
+    masks = [result.users < num_users for result in results]
+    subset = []
+    for row, result, mask in zip(rows, results, masks, strict=True):
+        values = {m: float(result.per_user[m][mask].double().mean())
+                  for m in ('recall@10', 'recall@20', 'ndcg@10', 'ndcg@20')}
+        p = None
+        if result is not results[0]:
+            if not torch.equal(result.users[mask], results[0].users[masks[0]]):
+                raise ValueError('The runs evaluated different users')
+            a = result.per_user['recall@20'][mask].numpy()
+            b = results[0].per_user['recall@20'][masks[0]].numpy()
+            p = 1.0 if (a == b).all() else float(stats.ttest_rel(a, b).pvalue)
+        subset.append({**row, **values, 'p_recall@20': p,
+                       'variant': f"{row['variant']} (users < {num_users}, "
+                                  f'n={int(mask.sum())})'})
+    return subset
+
+
 def print_table(rows: List[Dict[str, Any]]) -> None:
     print('\t'.join(COLUMNS))
     for row in rows:
@@ -188,6 +229,12 @@ def main() -> None:
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--progress', action='store_true')
+    parser.add_argument('--subset-users', type=int, default=None, metavar='N',
+                        help='also report every variant on the users with index < N '
+                        '(those a partial `mllmrec prefer --max-users N` covered)')
+    parser.add_argument('--resume', action='store_true',
+                        help='continue variants that hit the epoch cap (stopped_early '
+                        'false) from their checkpoint, up to --epochs')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -199,13 +246,18 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
 
     rows: List[Dict[str, Any]] = []
+    outs: List[str] = []
     for variant in [v for v in args.variants.split(',') if v]:
         name = variant_name(variant)
         out = os.path.join(args.out, name)
         data = copy.copy(base)
         user_x, model_cfg, leaked, description = user_features(variant, data)
         metrics_path = os.path.join(out, 'metrics.json')
-        if not os.path.exists(metrics_path):
+        train = not os.path.exists(metrics_path)
+        if not train and args.resume:
+            with open(metrics_path, encoding='utf-8') as f:
+                train = not json.load(f)['stopped_early']
+        if train:
             if user_x is not None:
                 data['user'].x = user_x
             elif 'x' in data['user']:
@@ -214,7 +266,7 @@ def main() -> None:
             train_args = argparse.Namespace(
                 path=args.path, model='mllmrec', out=out, epochs=args.epochs,
                 seed=args.seed, config=args.config, patience=args.patience,
-                exclude_valid_at_test=False, device=args.device, resume=False,
+                exclude_valid_at_test=False, device=args.device, resume=args.resume,
                 deterministic=False, tensorboard=False, no_progress=not args.progress)
             print(f'== {name}: {description}', flush=True)
             fit_and_report(data, train_args, run_config,
@@ -223,11 +275,15 @@ def main() -> None:
                                       'leak_variant': variant, 'leaked': leaked})
         with open(metrics_path, encoding='utf-8') as f:
             rows.append(row_of(name, json.load(f), leaked))
+        outs.append(out)
+        add_significance(rows, outs)
+        table = rows + (subset_rows(rows, outs, args.subset_users)
+                        if args.subset_users else [])
         with open(os.path.join(args.out, 'leak.tsv'), 'w', encoding='utf-8') as f:
             f.write('\t'.join(COLUMNS) + '\n')
-            for row in rows:
+            for row in table:
                 f.write('\t'.join(str(row[c]) for c in COLUMNS) + '\n')
-    print_table(rows)
+    print_table(table)
 
 
 if __name__ == '__main__':
