@@ -108,6 +108,10 @@ def load_config(path: Optional[str]) -> Dict[str, Dict[str, Any]]:
     bad = sorted(set(config.get('train', {})) - set(TRAIN_KEYS))
     if bad:
         raise ValueError(f'{path}: unknown train setting(s) {bad} (known: {", ".join(TRAIN_KEYS)})')
+    both = sorted(set(config.get('model', {})) & set(config.get('grid', {})))
+    if both:
+        raise ValueError(f'{path}: {both} appear in both "model" and "grid"; a setting is '
+                         'either fixed (model) or searched (grid)')
     return config
 
 
@@ -138,12 +142,24 @@ def prepare_inputs(data: HeteroData, model: str, model_cfg: Dict[str, Any],
     info: Dict[str, Any] = {}
     if model not in ('mllmrec', 'vbpr'):
         return data, info
+    item = data['item']
+    if model == 'vbpr' and (getattr(item, 'text_feat', None) is not None or (
+            getattr(item, 'image_feat', None) is not None
+            and getattr(item, 'x', None) is None and not getattr(item, 'text', None))):
+        # MMRec's VBPR input: the dataset's own feature files (text_feat.npy,
+        # image_feat.npy), text then image; the item text is encoded only
+        # when there is no text_feat.
+        own = [n for n in ('text_feat', 'image_feat') if getattr(item, n, None) is not None]
+        info['item_features'] = "the dataset's " + ' + '.join(f'{n}.npy' for n in own)
+        return data, info
     if getattr(data['item'], 'x', None) is None:
         data['item'].x = encode_items(data)
         info['item_features'] = ('all-MiniLM-L6-v2 embeddings of the item text fields '
                                  '(composed and cut to the encoder budget)')
     else:
         info['item_features'] = "data['item'].x of the dataset"
+    if model == 'vbpr' and getattr(item, 'image_feat', None) is not None:
+        info['item_features'] += " + the dataset's image_feat.npy"
     if model != 'mllmrec':
         return data, info
     if model_cfg.get('user_init', 'features') == 'features':
@@ -243,6 +259,9 @@ def fit_and_report(data: HeteroData, args: argparse.Namespace,
                           **train_cfg)
     grid = config.get('grid')
     grid_info: Optional[Dict[str, Any]] = None
+    if grid and args.resume:
+        raise ValueError('--resume continues one run; a grid search retrains its points '
+                         '(drop --resume, or fix the grid point under "model")')
     if grid:
         out = grid_search(lambda **p: build_model(args.model, data, **model_cfg, **p).to(device),
                           data, grid, seed=args.seed, table_path=os.path.join(args.out, 'grid.csv'),

@@ -166,9 +166,10 @@ class Evaluator:
         self.exclude_valid_at_test = exclude_valid_at_test
         self.num_users = int(data['user'].num_nodes)
         self.num_items = int(data['item'].num_nodes)
-        if self.max_k > self.num_items:
-            raise ValueError(f'The largest cut-off {self.max_k} exceeds the '
-                             f'{self.num_items} items of the catalogue')
+        # A catalogue smaller than a cut-off is ranked whole: the positions
+        # past its end hold no item (never a hit; precision still divides by
+        # k).
+        self.rank_k = min(self.max_k, self.num_items)
         num_u, num_i = self.num_users, self.num_items
 
         self._train = _UserItemSets.from_edges(train_edge_index(data), num_u, num_i)
@@ -203,7 +204,7 @@ class Evaluator:
         :obj:`users` by dot product, with the items of :obj:`exclude`
         (:obj:`'train'`, a split whose exclusions to use, or :obj:`None`)
         ranked last.  Scores :obj:`batch_size` users at a time."""
-        k = self.max_k if k is None else k
+        k = self.rank_k if k is None else min(k, self.num_items)
         device = item_emb.device
         sets = None
         if exclude == 'train':
@@ -241,6 +242,8 @@ class Evaluator:
 
     def _result(self, split: str, users: Tensor, topk: Tensor) -> EvaluationResult:
         hits = self._hits(split, users, topk)
+        if hits.size(1) < self.max_k:
+            hits = torch.nn.functional.pad(hits, (0, self.max_k - hits.size(1)))
         num_relevant = self._truth[split].count().to(users.device)[users]
         per_user = ranking_metrics(hits, num_relevant, self.ks, RANKING_METRICS)
         popularity = self.popularity.to(topk.device)

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from mllmrec_pyg.data import train_edge_index
 from mllmrec_pyg.metrics import EvaluationResult, Evaluator
+from mllmrec_pyg.metrics.ranking import RANKING_METRICS
 
 from .early_stopping import EarlyStopping
 from .metric_logger import MetricLogger
@@ -138,9 +139,11 @@ class Trainer:
         self.evaluator = Evaluator(data, ks=self.ks, batch_size=eval_batch_size,
                                    exclude_valid_at_test=exclude_valid_at_test)
         name, _, k = valid_metric.partition('@')
-        if not k.isdigit() or int(k) not in self.ks or name in ('coverage', ):
-            raise ValueError(f"valid_metric '{valid_metric}' must be a per-user metric at "
-                             f"one of the cut-offs {list(self.ks)}, e.g. 'recall@20'")
+        per_user = (*RANKING_METRICS, 'novelty')
+        if not k.isdigit() or int(k) not in self.ks or name not in per_user:
+            raise ValueError(f"valid_metric '{valid_metric}' must be a per-user metric "
+                             f"({', '.join(per_user)}) at one of the cut-offs "
+                             f"{list(self.ks)}, e.g. 'recall@20'")
         if 'val' not in self.evaluator.splits:
             raise ValueError('The dataset has no validation split (val_mask); model '
                              'selection needs one')

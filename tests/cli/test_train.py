@@ -78,6 +78,14 @@ def test_config_errors(tmp_path, capsys):
     assert main(['train', SYNTHETIC, '--model', 'bpr', '--config', str(bad),
                  '--out', str(tmp_path / 'x')]) == 2
     assert 'bad.json, line 1: invalid JSON' in capsys.readouterr().err
+    bad.write_text('{"model": {"reg_weight": 1e-4}, "grid": {"reg_weight": [1e-3, 1e-4]}}')
+    assert main(['train', SYNTHETIC, '--model', 'bpr', '--config', str(bad),
+                 '--out', str(tmp_path / 'x')]) == 2
+    assert "['reg_weight'] appear in both" in capsys.readouterr().err
+    bad.write_text('{"grid": {"reg_weight": [1e-3, 1e-4]}}')
+    assert main(['train', SYNTHETIC, '--model', 'bpr', '--config', str(bad), '--resume',
+                 '--out', str(tmp_path / 'x')]) == 2
+    assert '--resume continues one run' in capsys.readouterr().err
 
 
 def test_user_stand_in_is_the_mean_of_training_items():
@@ -109,3 +117,37 @@ def test_grid_in_config_selects_on_validation(tmp_path):
     assert metrics['grid_search']['selected'] == {'reg_weight': [0.0001, 2.0][chosen]}
     assert float(column['valid_recall@20'][chosen]) == metrics['valid']['recall@20']
     assert float(column['test_recall@20'][chosen]) == metrics['test']['recall@20']
+
+
+def test_train_lightgcn_end_to_end(tmp_path):
+    config = tmp_path / 'config.json'
+    config.write_text(json.dumps({'model': {'embedding_dim': 8, 'num_layers': 2}}))
+    out = tmp_path / 'lightgcn'
+    assert main(['train', SYNTHETIC, '--model', 'lightgcn', '--epochs', '2',
+                 '--config', str(config), '--out', str(out), '--no-progress']) == 0
+    metrics = _check_contract(out, load_dataset(SYNTHETIC))
+    assert metrics['model'] == 'lightgcn' and metrics['epochs_trained'] == 2
+
+
+def test_train_vbpr_reads_the_dataset_feature_files(tmp_path):
+    import numpy as np
+
+    # An MMRec folder with feature files and no item text at all.
+    root = tmp_path / 'feats'
+    root.mkdir()
+    rows = ['userID\titemID\tx_label']
+    for user in range(12):
+        for item in range(user % 4, user % 4 + 6):
+            rows.append(f'{user}\t{item % 60}\t{0 if item < user % 4 + 4 else 1 + item % 2}')
+    (root / 'feats.inter').write_text('\n'.join(rows) + '\n')
+    generator = np.random.default_rng(0)
+    np.save(root / 'text_feat.npy', generator.random((10, 5)).astype(np.float32))
+    np.save(root / 'image_feat.npy', generator.random((10, 3)).astype(np.float32))
+    out = tmp_path / 'vbpr'
+    assert main(['train', str(root), '--model', 'vbpr', '--epochs', '2',
+                 '--out', str(out), '--no-progress']) == 0
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['inputs']['item_features'] == "the dataset's text_feat.npy + image_feat.npy"
+    # 5 text + 3 image channels, projected to the item embedding.
+    state = torch.load(out / 'checkpoint.pt', weights_only=True)['model']
+    assert state['item_linear.weight'].shape[1] == 8

@@ -122,8 +122,16 @@ def test_save_load_roundtrip(tmp_path):
         EvaluationResult.load(str(tmp_path / 'missing.npz'))
 
 
+def test_cut_off_beyond_the_catalogue_ranks_every_item():
+    # 6 items: @10 sees the same list as @6; precision still divides by 10.
+    long = Evaluator(toy_data(), ks=(3, 10)).evaluate(EMB)['test'].summary
+    whole = Evaluator(toy_data(), ks=(3, 6)).evaluate(EMB)['test'].summary
+    for name in ('recall', 'ndcg', 'map', 'hit', 'novelty', 'coverage'):
+        assert long[f'{name}@10'] == pytest.approx(whole[f'{name}@6']), name
+    assert long['precision@10'] == pytest.approx(whole['precision@6'] * 6 / 10)
+    assert long['recall@3'] == whole['recall@3']
+
+
 def test_errors():
-    with pytest.raises(ValueError, match='exceeds the 6 items'):
-        Evaluator(toy_data(), ks=(10, ))
     with pytest.raises(ValueError, match="no 'train' split"):
         Evaluator(toy_data(), ks=(1, )).evaluate(EMB, splits=('train', ))

@@ -92,3 +92,10 @@ def test_invalid_settings():
         Trainer(model, data, ks=(5, 10))
     with pytest.raises(ValueError, match='max_epochs must be at least 1'):
         Trainer(model, data, max_epochs=0)
+
+
+@pytest.mark.parametrize('metric', ['foo@10', 'coverage@10', 'recall@20', 'recall'])
+def test_unknown_selection_metric_fails_before_training(metric):
+    model = build_model('bpr', random_data(), embedding_dim=8)
+    with pytest.raises(ValueError, match='must be a per-user metric'):
+        Trainer(model, random_data(), ks=(5, 10), valid_metric=metric, progress=False)

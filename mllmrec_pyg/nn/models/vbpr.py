@@ -11,8 +11,10 @@ from mllmrec_pyg.nn.loss import bpr_loss, embedding_norm_loss
 from mllmrec_pyg.nn.models.base import Recommender
 
 #: Item feature attributes VBPR concatenates, in MMRec's order (text, then
-#: vision).
-VBPR_FEATURES: Tuple[str, ...] = ('x', 'image_feat')
+#: vision).  The text slot takes the dataset's own :obj:`text_feat` (MMRec's
+#: ``text_feat.npy``) when there is one, else :obj:`x` (e.g. MiniLM
+#: embeddings of the item text).
+VBPR_FEATURES: Tuple[Tuple[str, ...], ...] = (('text_feat', 'x'), ('image_feat',))
 
 
 class VBPR(Recommender):
@@ -79,19 +81,24 @@ class VBPR(Recommender):
 
     @classmethod
     def from_data(cls, data: HeteroData, **kwargs: Any) -> VBPR:
-        r"""Builds the model from :obj:`data`, concatenating the item
-        features present among :obj:`data['item'].x` (text) and
-        :obj:`data['item'].image_feat` (vision), in that order.
+        r"""Builds the model from :obj:`data`, concatenating the item's
+        text features (:obj:`data['item'].text_feat`, the dataset's own,
+        else :obj:`data['item'].x`) and vision features
+        (:obj:`data['item'].image_feat`), those present, in that order.
 
         Args:
             data (torch_geometric.data.HeteroData): The dataset.
             **kwargs (optional): Other arguments of :class:`VBPR`.
         """
-        feats = [getattr(data['item'], name) for name in VBPR_FEATURES
-                 if getattr(data['item'], name, None) is not None]
+        feats = []
+        for names in VBPR_FEATURES:
+            found = [getattr(data['item'], n) for n in names
+                     if getattr(data['item'], n, None) is not None]
+            if found:
+                feats.append(found[0])
         if len(feats) == 0:
-            raise ValueError("VBPR needs item features: data['item'].x "
-                             "(text) and/or data['item'].image_feat are "
+            raise ValueError("VBPR needs item features: data['item'].text_feat"
+                             " / .x (text) and .image_feat (vision) are all "
                              "missing; encode the item text first")
         features = torch.cat([f.float() for f in feats], dim=-1)
         return cls(data['user'].num_nodes, features, **kwargs)

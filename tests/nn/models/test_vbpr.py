@@ -17,6 +17,14 @@ def test_vbpr_repr_and_features(tiny_data):
     user_emb, item_emb = model.embed()
     assert user_emb.shape == (3, 16) and item_emb.shape == (4, 16)
     assert 'item_features' not in model.state_dict()
+    # The dataset's own text features (MMRec's text_feat.npy) take the text
+    # slot instead of x.
+    tiny_data['item'].text_feat = 2 * torch.ones(4, 2)
+    model = VBPR.from_data(tiny_data, embedding_dim=8)
+    assert torch.equal(model.item_features,
+                       torch.cat([2 * torch.ones(4, 2), torch.ones(4, 3)], dim=-1))
+    del tiny_data['item'].x, tiny_data['item'].text_feat
+    assert torch.equal(VBPR.from_data(tiny_data).item_features, torch.ones(4, 3))
 
 
 def test_vbpr_needs_features(tiny_data):
