@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import json
 import os
 import re
@@ -50,7 +49,8 @@ from torch_geometric.data import HeteroData
 
 from mllmrec_pyg.cli.train import encode_items, fit_and_report, load_config
 from mllmrec_pyg.data import load_dataset
-from mllmrec_pyg.pipeline import mean_of_items
+from mllmrec_pyg.llm.outputs import read_preferences_tsv
+from mllmrec_pyg.pipeline import mean_of_items, preference_user_features
 
 #: Columns of the printed table and of ``leak.tsv``; ``p_recall@20`` is the
 #: two-sided paired t-test of per-user test Recall@20 against the first variant.
@@ -62,40 +62,12 @@ ITEM_FEATURES = ('all-MiniLM-L6-v2 embeddings of the item text fields '
                  '(composed and cut to the encoder budget, as `mllmrec train`)')
 
 
-def encode(texts: List[str]) -> Tensor:
-    r"""MiniLM embeddings of :obj:`texts` (through the encoding cache)."""
+def _with_texts(data: HeteroData, base: Tensor, texts: Dict[int, str]) -> Tensor:
+    r"""MiniLM embeddings of :obj:`texts` (through the encoding cache) for
+    the users that have one, :obj:`base` for the others."""
     from mllmrec_pyg.llm.encode import TextEncoder
-    encoder = TextEncoder()
-    try:
-        return encoder.encode(texts).float()
-    finally:
-        encoder.close()
-
-
-def read_preferences(path: str, data: HeteroData) -> Tuple[Dict[int, str], List[str]]:
-    r"""Reads a ``preferences.tsv``: the text per user index and the
-    distinct ``preference_source`` values."""
-    index = {raw: i for i, raw in enumerate(data['user'].raw_id)}
-    texts: Dict[int, str] = {}
-    sources = set()
-    with open(path, encoding='utf-8', newline='') as f:
-        # Quoted where a field holds a quote character (see
-        # mllmrec_pyg.llm.outputs.write_tsv): read with the csv defaults.
-        reader = csv.DictReader(f, delimiter='\t')
-        for row in reader:
-            if row['user'] not in index:
-                raise ValueError(f"{path}: user '{row['user']}' is not in the dataset")
-            texts[index[row['user']]] = row['preference']
-            sources.add(row.get('preference_source') or 'unknown')
-    return texts, sorted(sources)
-
-
-def _with_texts(base: Tensor, texts: Dict[int, str]) -> Tensor:
-    user_x = base.clone()
-    users = sorted(u for u, t in texts.items() if t.strip())
-    if users:
-        user_x[torch.tensor(users)] = encode([texts[u] for u in users])
-    return user_x
+    with TextEncoder() as encoder:
+        return preference_user_features(data, texts, encoder, base)[0]
 
 
 def user_features(variant: str, data: HeteroData
@@ -125,7 +97,7 @@ def user_features(variant: str, data: HeteroData
                              f'(it has {sorted(meta)})')
         texts = {u: str(t or '') for u, t in enumerate(meta[name])}
         with_text = sum(bool(t.strip()) for t in texts.values())
-        return (_with_texts(fallback, texts), {}, True,
+        return (_with_texts(data, fallback, texts), {}, True,
                 f"MiniLM embeddings of the user text field '{name}' "
                 f'({with_text}/{num_users} users; the others: train-mean); '
                 'assumed LEAKED (a dataset field, not built from training '
@@ -133,9 +105,9 @@ def user_features(variant: str, data: HeteroData
     if variant.startswith('prefs:'):
         spec = variant[len('prefs:'):]
         path = spec.split('=', 1)[1] if '=' in spec else spec
-        texts, sources = read_preferences(path, data)
+        texts, sources = read_preferences_tsv(path, data)
         leaked = sources != ['train']
-        return (_with_texts(fallback, texts), {}, leaked,
+        return (_with_texts(data, fallback, texts), {}, leaked,
                 f'MiniLM embeddings of the preferences in {path} '
                 f"(preference_source: {', '.join(sources)}; {len(texts)}/"
                 f'{num_users} users, the others: train-mean)'

@@ -105,6 +105,30 @@ def mean_of_training_items(data: HeteroData, item_x: torch.Tensor) -> torch.Tens
     return mean_of_items(data, item_x, source='train')
 
 
+def preference_user_features(data: HeteroData, texts: Dict[int, str],
+                             encoder: TextEncoder,
+                             fallback: torch.Tensor) -> Tuple[torch.Tensor, int]:
+    r"""The user features of Eq. 5, :math:`\mathbf{e}_u =
+    \mathrm{Encoder}(P_u)`, for the users of :obj:`texts` (user index ->
+    preference, e.g. from :func:`mllmrec_pyg.llm.outputs.read_preferences_tsv`);
+    users without a (non-empty) preference keep their row of
+    :obj:`fallback` (e.g. :func:`mean_of_training_items`).
+
+    Returns:
+        The :obj:`[num_users, dim]` features and the number of users that
+        got an encoded preference.
+    """
+    if fallback.size(0) != int(data['user'].num_nodes):
+        raise ValueError(f'fallback has {fallback.size(0)} rows for '
+                         f"{int(data['user'].num_nodes)} users")
+    users = sorted(u for u, text in texts.items() if text.strip())
+    user_x = fallback.clone()
+    if users:
+        user_x[torch.tensor(users)] = encoder.encode([texts[u] for u in users]).to(
+            user_x.dtype)
+    return user_x, len(users)
+
+
 def encode_item_descriptions(
     data: HeteroData,
     encoder: TextEncoder,
@@ -207,14 +231,10 @@ def reason_and_encode(
                                  source=preference_source,  # type: ignore[arg-type]
                                  users=users, progress=progress)
     prefs.write(data, os.path.join(out, 'prefer'))
-    texts = prefs.preferences()
-    users = sorted(texts)
-    user_x = stand_in.clone()
-    if users:
-        user_x[torch.tensor(users)] = encoder.encode([texts[u] for u in users]).float()
-    data['user'].x = user_x
-    counts['users_with_llm_preference'] = len(users)
-    counts['users_with_stand_in'] = int(data['user'].num_nodes) - len(users)
+    data['user'].x, num_encoded = preference_user_features(data, prefs.preferences(),
+                                                           encoder, stand_in)
+    counts['users_with_llm_preference'] = num_encoded
+    counts['users_with_stand_in'] = int(data['user'].num_nodes) - num_encoded
     counts['preference_summary'] = {k: v for k, v in prefs.summary(data).items()
                                     if k in ('backend', 'model', 'preference_source',
                                              'calls', 'cache_hits', 'failures',

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import time
+import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -70,6 +71,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    '(default: off, as MMRec)')
     p.add_argument('--device', default=None, help="'cpu' or 'cuda' (default: cuda if "
                    'available)')
+    p.add_argument('--preferences', default=None, metavar='TSV',
+                   help="user features for --model mllmrec: the preferences.tsv of "
+                   "`mllmrec prefer`, encoded by all-MiniLM-L6-v2 (users without one keep "
+                   "the mean of their training items); a full_history file is LEAKED and "
+                   "labelled so (default: the training-items mean for every user)")
     p.add_argument('--resume', action='store_true',
                    help='continue from OUT/checkpoint.pt if present')
     p.add_argument('--deterministic', action='store_true',
@@ -135,11 +141,17 @@ def encode_items(data: HeteroData) -> Tensor:
 
 
 def prepare_inputs(data: HeteroData, model: str, model_cfg: Dict[str, Any],
-                   graph_cfg: Dict[str, Any]) -> Tuple[HeteroData, Dict[str, Any]]:
+                   graph_cfg: Dict[str, Any], preferences: Optional[str] = None
+                   ) -> Tuple[HeteroData, Dict[str, Any]]:
     r"""Adds what :obj:`model` needs to :obj:`data` (item features, the user
+    features: the encoded :obj:`preferences` file or the training-items
     stand-in, the refined item graph) and returns the data and a
     description of what was added."""
     info: Dict[str, Any] = {}
+    if preferences is not None and (model != 'mllmrec' or
+                                    model_cfg.get('user_init', 'features') != 'features'):
+        raise ValueError('--preferences gives MLLMRec its user features: it needs '
+                         "--model mllmrec with user_init 'features'")
     if model not in ('mllmrec', 'vbpr'):
         return data, info
     item = data['item']
@@ -164,7 +176,9 @@ def prepare_inputs(data: HeteroData, model: str, model_cfg: Dict[str, Any],
         return data, info
     if model_cfg.get('user_init', 'features') == 'features':
         from mllmrec_pyg.pipeline import mean_of_training_items
-        if getattr(data['user'], 'x', None) is None:
+        if preferences is not None:
+            info.update(_preference_features(data, preferences))
+        elif getattr(data['user'], 'x', None) is None:
             data['user'].x = mean_of_training_items(data, data['item'].x)
             info['user_features'] = USER_STAND_IN
         else:
@@ -179,6 +193,33 @@ def prepare_inputs(data: HeteroData, model: str, model_cfg: Dict[str, Any],
         info['item_graph'] = str(transform)
         info['item_graph_time_s'] = round(time.perf_counter() - start, 3)
     return data, info
+
+
+def _preference_features(data: HeteroData, path: str) -> Dict[str, Any]:
+    r"""Sets :obj:`data['user'].x` from a :obj:`preferences.tsv` and returns
+    how, warning loudly when the file was built from the full history."""
+    from mllmrec_pyg.llm.encode import TextEncoder
+    from mllmrec_pyg.llm.outputs import read_preferences_tsv
+    from mllmrec_pyg.llm.prefer import FullHistoryLeakWarning
+    from mllmrec_pyg.pipeline import mean_of_training_items, preference_user_features
+
+    texts, sources = read_preferences_tsv(path, data)
+    leaked = 'full_history' in sources
+    if leaked:
+        warnings.warn(f'{path} was generated from the FULL history (validation and test '
+                      'items included): every metric of this run is LEAKED',
+                      FullHistoryLeakWarning, stacklevel=2)
+    with TextEncoder() as encoder:
+        data['user'].x, encoded = preference_user_features(
+            data, texts, encoder, mean_of_training_items(data, data['item'].x))
+        name = encoder.name
+    num_users = int(data['user'].num_nodes)
+    return {'user_features': (f'{name} embeddings of the preferences in {path} '
+                              f'(preference_source: {", ".join(sources)}'
+                              f'{"; LEAKED" if leaked else ""}); {encoded}/{num_users} '
+                              'users, the others: the mean of their training items'),
+            'preferences': path, 'preference_source': sources,
+            'users_with_preference': encoded, 'leaked': leaked}
 
 
 def graph_defaults(path: str, graph_cfg: Dict[str, Any]) -> Dict[str, Any]:
@@ -250,7 +291,8 @@ def fit_and_report(data: HeteroData, args: argparse.Namespace,
     os.makedirs(args.out, exist_ok=True)
 
     seed_everything(args.seed, args.deterministic)
-    data, inputs = prepare_inputs(data, args.model, model_cfg, graph_cfg)
+    data, inputs = prepare_inputs(data, args.model, model_cfg, graph_cfg,
+                                  getattr(args, 'preferences', None))
     if reasoning is not None:
         inputs = {**inputs, **reasoning}
 

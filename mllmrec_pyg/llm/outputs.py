@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from typing import Any, Dict, Iterable, Mapping, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
 
 from torch_geometric.data import HeteroData
 
@@ -62,3 +62,36 @@ def read_descriptions_tsv(path: str, data: HeteroData) -> Dict[int, str]:
                                  'for another dataset?)')
             out[index[row[0]]] = row[1]
     return out
+
+
+def read_preferences_tsv(path: str, data: HeteroData
+                         ) -> Tuple[Dict[int, str], List[str]]:
+    r"""Reads the :obj:`preferences.tsv` of ``mllmrec prefer`` (user id,
+    preference, preference source) into a mapping from user index of
+    :obj:`data` to text, and the distinct :obj:`preference_source` values
+    (:obj:`"full_history"` means the texts saw validation and test items).
+
+    Raises:
+        FileNotFoundError: If :obj:`path` does not exist.
+        ValueError: If the header lacks :obj:`user` / :obj:`preference` or
+            a row names an unknown user.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Preferences '{path}' not found "
+                                '(write them with: mllmrec prefer ...)')
+    index = {raw: i for i, raw in enumerate(data['user'].raw_id)}
+    texts: Dict[int, str] = {}
+    sources = set()
+    with open(path, encoding='utf-8', newline='') as f:
+        # Quoted only where a field holds a quote character (write_tsv).
+        reader = csv.DictReader(f, delimiter='\t')
+        if not {'user', 'preference'} <= set(reader.fieldnames or ()):
+            raise ValueError(f"{path}: expected a header with 'user' and "
+                             f"'preference' columns (got {reader.fieldnames})")
+        for number, row in enumerate(reader, start=2):
+            if row['user'] not in index:
+                raise ValueError(f"{path}, line {number}: user '{row['user']}' "
+                                 'is not in the dataset')
+            texts[index[row['user']]] = row['preference'] or ''
+            sources.add(row.get('preference_source') or 'unknown')
+    return texts, sorted(sources)

@@ -151,3 +151,61 @@ def test_train_vbpr_reads_the_dataset_feature_files(tmp_path):
     # 5 text + 3 image channels, projected to the item embedding.
     state = torch.load(out / 'checkpoint.pt', weights_only=True)['model']
     assert state['item_linear.weight'].shape[1] == 8
+
+
+def _write_preferences(path, rows, source='train'):
+    lines = ['user\tpreference\tpreference_source']
+    lines += [f'{user}\t{text}\t{source}' for user, text in rows]
+    path.write_text('\n'.join(lines) + '\n')
+
+
+def test_train_mllmrec_with_preferences_file(tmp_path):
+    data = load_dataset(SYNTHETIC)
+    first, second = data['user'].raw_id[:2]
+    prefs = tmp_path / 'preferences.tsv'
+    _write_preferences(prefs, [(first, 'likes red mugs'), (second, '')])
+    out = tmp_path / 'prefs'
+    argv = ['train', SYNTHETIC, '--model', 'mllmrec', '--epochs', '1', '--out', str(out),
+            '--no-progress', '--preferences', str(prefs)]
+    assert main(argv) == 0
+    inputs = json.loads((out / 'metrics.json').read_text())['inputs']
+    # The empty preference keeps the training-items mean.
+    assert inputs['users_with_preference'] == 1 and inputs['leaked'] is False
+    assert inputs['user_features'].endswith(
+        '(preference_source: train); 1/80 users, the others: the mean of their training items')
+
+    _write_preferences(prefs, [(first, 'likes red mugs')], source='full_history')
+    from mllmrec_pyg.llm.prefer import FullHistoryLeakWarning
+    with pytest.warns(FullHistoryLeakWarning, match='LEAKED'):
+        assert main(argv[:-4] + [str(tmp_path / 'leaked'), '--no-progress',
+                                 '--preferences', str(prefs)]) == 0
+    inputs = json.loads((tmp_path / 'leaked' / 'metrics.json').read_text())['inputs']
+    assert inputs['leaked'] is True and '; LEAKED)' in inputs['user_features']
+
+
+def test_preferences_file_errors(tmp_path, capsys):
+    prefs = tmp_path / 'preferences.tsv'
+    _write_preferences(prefs, [('nobody', 'x')])
+    for extra, message in ((['--model', 'mllmrec'], "user 'nobody' is not in the dataset"),
+                           (['--model', 'bpr'], 'it needs --model mllmrec')):
+        assert main(['train', SYNTHETIC, *extra, '--epochs', '1', '--no-progress',
+                     '--out', str(tmp_path / 'x'), '--preferences', str(prefs)]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_preference_user_features_exact():
+    from mllmrec_pyg.pipeline import preference_user_features
+
+    class Encoder:
+        def encode(self, texts):
+            return torch.tensor([[float(len(t)), 1.0] for t in texts])
+
+    data = load_dataset(SYNTHETIC)
+    fallback = torch.zeros(80, 2)
+    x, count = preference_user_features(data, {3: 'abc', 5: '  ', 0: 'hello'}, Encoder(),
+                                        fallback)
+    assert count == 2
+    assert x[0].tolist() == [5.0, 1.0] and x[3].tolist() == [3.0, 1.0]
+    assert x[5].tolist() == [0.0, 0.0] and torch.equal(x[6:], fallback[6:])
+    with pytest.raises(ValueError, match='rows for 80 users'):
+        preference_user_features(data, {}, Encoder(), torch.zeros(3, 2))
