@@ -178,6 +178,13 @@ class HuggingFaceBackend(GenerationBackend):
                                   'seed': self.seed}
         if self.do_sample:
             params['temperature'] = self.temperature
+        # Batching (left padding) and the device change greedy outputs in
+        # the last digits, so they are part of the key; the defaults (one
+        # prompt at a time, CPU) are left out to keep existing keys valid.
+        if self.batch_size != 1:
+            params['batch_size'] = self.batch_size
+        if self.device != 'cpu':
+            params['device'] = self.device
         return params
 
     def load(self) -> Tuple[Any, Any]:
