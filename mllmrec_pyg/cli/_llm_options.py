@@ -39,6 +39,10 @@ def add_backend_options(parser: argparse.ArgumentParser,
     group.add_argument('--seed', type=int, default=0,
                        help='generation seed (default: 0)')
     add_http_options(group)
+    group.add_argument('--batch-size', type=int, default=1,
+                       help="text prompts generated together by a local model ('hf'; "
+                       "batching changes greedy outputs slightly, so it is part of the "
+                       "cache key; default: 1)")
     group.add_argument('--threads', type=int, default=None,
                        help="CPU threads of local models (default: 1 for "
                        "'smollm2', unchanged for 'hf')")
@@ -60,6 +64,11 @@ def build_backend(args: argparse.Namespace) -> GenerationBackend:
     elif args.backend in ('hf', 'smollm2'):
         options = dict(max_new_tokens=args.max_new_tokens, seed=args.seed,
                        num_threads=args.threads)
+        if args.batch_size != 1:
+            if args.backend != 'hf':
+                raise ValueError("--batch-size applies to --backend hf only ('smollm2' "
+                                 'generates one prompt at a time)')
+            options['batch_size'] = args.batch_size
     return make_backend(args.backend, model=args.model, base_url=args.base_url,
                         **options)
 

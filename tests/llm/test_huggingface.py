@@ -97,3 +97,18 @@ def test_text_model_refuses_images(tiny_text_model):
 def test_missing_model_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match='does not exist'):
         HuggingFaceBackend(str(tmp_path / 'nope'))
+
+
+def test_command_line_batch_size(tiny_text_model):
+    import argparse
+
+    from mllmrec_pyg.cli._llm_options import add_backend_options, build_backend
+
+    parser = argparse.ArgumentParser()
+    add_backend_options(parser, default_backend='smollm2')
+    args = parser.parse_args(['--backend', 'hf', '--model', tiny_text_model,
+                              '--batch-size', '3'])
+    assert build_backend(args).batch_size == 3
+    args = parser.parse_args(['--batch-size', '3'])
+    with pytest.raises(ValueError, match='applies to --backend hf only'):
+        build_backend(args)
