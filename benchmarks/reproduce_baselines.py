@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument('--out', default='runs/baselines')
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--progress', action='store_true')
+    parser.add_argument('--resume', action='store_true',
+                        help='continue each run from its checkpoint under --out')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -69,7 +71,7 @@ def main() -> None:
                               seed=args.seed, max_epochs=args.max_epochs,
                               patience=args.patience, out_dir=out_dir,
                               table_path=os.path.join(out_dir, 'grid.csv'),
-                              progress=args.progress)
+                              progress=args.progress, resume=args.resume)
             result = out.best_result
             assert result.test is not None
             recall = result.test['recall@20']

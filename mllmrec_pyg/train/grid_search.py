@@ -38,7 +38,8 @@ class GridSearchResult:
 def grid_search(build_model: Callable[..., torch.nn.Module], data: HeteroData,
                 grid: Mapping[str, Sequence[Any]], *, seed: int = 2024,
                 valid_metric: str = 'recall@20', table_path: Optional[str] = None,
-                out_dir: Optional[str] = None, **trainer_kwargs: Any) -> GridSearchResult:
+                out_dir: Optional[str] = None, resume: bool = False,
+                **trainer_kwargs: Any) -> GridSearchResult:
     r"""Trains one model per combination of :obj:`grid` and picks the one
     with the best VALIDATION :obj:`valid_metric` at its best epoch (the test
     split never takes part in the choice, unlike MMRec's ``quick_start``,
@@ -56,6 +57,10 @@ def grid_search(build_model: Callable[..., torch.nn.Module], data: HeteroData,
             chosen row has ``selected = 1``. (default: :obj:`None`)
         out_dir (str, optional): Each run's checkpoint and log go to
             :obj:`out_dir/run_<i>`. (default: :obj:`None`)
+        resume (bool, optional): Continue each run from its checkpoint in
+            :obj:`out_dir/run_<i>` where there is one (an interrupted or
+            capped search; a finished run is only re-evaluated).
+            (default: :obj:`False`)
         **trainer_kwargs: Passed to :class:`Trainer`.
     """
     if not grid:
@@ -77,7 +82,7 @@ def grid_search(build_model: Callable[..., torch.nn.Module], data: HeteroData,
                           **trainer_kwargs)
         row: dict[str, Any] = dict(params)
         try:
-            result: Optional[TrainResult] = trainer.fit()
+            result: Optional[TrainResult] = trainer.fit(resume=resume)
         except ValueError as exc:  # a diverging combination must not end the search
             result = None
             row['error'] = str(exc)
