@@ -157,11 +157,7 @@ class OpenAIHTTPBackend(GenerationBackend):
             import httpx
 
             try:
-                response = httpx.get(f'{self.base_url}/models',
-                                     headers=self._headers(),
-                                     timeout=self.timeout)
-                response.raise_for_status()
-                models = response.json().get('data') or []
+                models = self._list_models(self.base_url)
             except (httpx.HTTPError, ValueError) as exc:
                 raise ValueError(
                     f'No --model given and {self.base_url}/models did not '
@@ -170,7 +166,7 @@ class OpenAIHTTPBackend(GenerationBackend):
             if not models:
                 raise ValueError(f'No --model given and {self.base_url}'
                                  '/models lists no model')
-            self.model = str(models[0]['id'])
+            self.model = models[0]
         return self.model
 
     def _list_models(self, base_url: str) -> List[str]:
