@@ -77,7 +77,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "the mean of their training items); a full_history file is LEAKED and "
                    "labelled so (default: the training-items mean for every user)")
     p.add_argument('--resume', action='store_true',
-                   help='continue from OUT/checkpoint.pt if present')
+                   help='continue from OUT/checkpoint.pt if present (with a grid: each '
+                   'point from OUT/grid/run_<i>/checkpoint.pt)')
     p.add_argument('--deterministic', action='store_true',
                    help='ask PyTorch for deterministic kernels')
     p.add_argument('--tensorboard', action='store_true',
@@ -301,13 +302,11 @@ def fit_and_report(data: HeteroData, args: argparse.Namespace,
                           **train_cfg)
     grid = config.get('grid')
     grid_info: Optional[Dict[str, Any]] = None
-    if grid and args.resume:
-        raise ValueError('--resume continues one run; a grid search retrains its points '
-                         '(drop --resume, or fix the grid point under "model")')
     if grid:
         out = grid_search(lambda **p: build_model(args.model, data, **model_cfg, **p).to(device),
                           data, grid, seed=args.seed, table_path=os.path.join(args.out, 'grid.csv'),
-                          out_dir=os.path.join(args.out, 'grid'), **trainer_kwargs)
+                          out_dir=os.path.join(args.out, 'grid'), resume=args.resume,
+                          **trainer_kwargs)
         result = out.best_result
         model_cfg = {**model_cfg, **out.best_params}
         seed_everything(args.seed, args.deterministic)

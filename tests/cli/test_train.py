@@ -82,10 +82,6 @@ def test_config_errors(tmp_path, capsys):
     assert main(['train', SYNTHETIC, '--model', 'bpr', '--config', str(bad),
                  '--out', str(tmp_path / 'x')]) == 2
     assert "['reg_weight'] appear in both" in capsys.readouterr().err
-    bad.write_text('{"grid": {"reg_weight": [1e-3, 1e-4]}}')
-    assert main(['train', SYNTHETIC, '--model', 'bpr', '--config', str(bad), '--resume',
-                 '--out', str(tmp_path / 'x')]) == 2
-    assert '--resume continues one run' in capsys.readouterr().err
 
 
 def test_user_stand_in_is_the_mean_of_training_items():
@@ -117,6 +113,11 @@ def test_grid_in_config_selects_on_validation(tmp_path):
     assert metrics['grid_search']['selected'] == {'reg_weight': [0.0001, 2.0][chosen]}
     assert float(column['valid_recall@20'][chosen]) == metrics['valid']['recall@20']
     assert float(column['test_recall@20'][chosen]) == metrics['test']['recall@20']
+    # --resume continues every grid point from its checkpoint: 2 more epochs.
+    assert main(['train', SYNTHETIC, '--model', 'bpr', '--epochs', '4', '--config', str(config),
+                 '--out', str(out), '--no-progress', '--resume']) == 0
+    with open(out / 'grid' / 'run_0' / 'log.csv') as f:
+        assert [row.split(',')[0] for row in f.read().splitlines()[1:]] == ['1', '2', '3', '4']
 
 
 def test_train_lightgcn_end_to_end(tmp_path):
