@@ -153,9 +153,7 @@ def subset_rows(rows: List[Dict[str, Any]], outs: List[str], num_users: int
     r"""The table's metrics averaged over the evaluated users with an index
     below :obj:`num_users` only (e.g. the users a partial LLM run covered),
     with the paired t-test against the first row on the same users."""
-    from scipy import stats
-
-    from mllmrec_pyg.metrics import EvaluationResult
+    from mllmrec_pyg.metrics import EvaluationResult, paired_t_test
 
     results = [EvaluationResult.load(os.path.join(out, 'per_user_test.npz')) for out in outs]
     masks = [result.users < num_users for result in results]
@@ -167,9 +165,7 @@ def subset_rows(rows: List[Dict[str, Any]], outs: List[str], num_users: int
         if result is not results[0]:
             if not torch.equal(result.users[mask], results[0].users[masks[0]]):
                 raise ValueError('The runs evaluated different users')
-            a = result.per_user['recall@20'][mask].numpy()
-            b = results[0].per_user['recall@20'][masks[0]].numpy()
-            p = 1.0 if (a == b).all() else float(stats.ttest_rel(a, b).pvalue)
+            p = paired_t_test(result, results[0], users=range(num_users)).p_value
         subset.append({**row, **values, 'p_recall@20': p,
                        'variant': f"{row['variant']} (users < {num_users}, "
                                   f'n={int(mask.sum())})'})

@@ -2,7 +2,7 @@ r"""Paired significance test between two evaluations of the same users."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 from scipy import stats
@@ -27,7 +27,8 @@ class PairedTTest:
         return self.mean_a - self.mean_b
 
 
-def paired_t_test(a: ResultSource, b: ResultSource, metric: str = 'recall@20') -> PairedTTest:
+def paired_t_test(a: ResultSource, b: ResultSource, metric: str = 'recall@20',
+                  users: Optional[Sequence[int]] = None) -> PairedTTest:
     r"""Two-sided paired Student's :math:`t`-test of :obj:`metric` between two
     runs, pairing the per-user values of the users both runs evaluated:
 
@@ -41,6 +42,9 @@ def paired_t_test(a: ResultSource, b: ResultSource, metric: str = 'recall@20') -
         b (EvaluationResult or str): The second run, likewise.
         metric (str): A per-user metric, e.g. :obj:`'ndcg@20'`.
             (default: :obj:`'recall@20'`)
+        users (Sequence[int], optional): Pair only these users (e.g. those a
+            partial LLM run covered). (default: :obj:`None`, every user
+            both runs evaluated)
     """
     run_a = EvaluationResult.load(a) if isinstance(a, str) else a
     run_b = EvaluationResult.load(b) if isinstance(b, str) else b
@@ -50,6 +54,9 @@ def paired_t_test(a: ResultSource, b: ResultSource, metric: str = 'recall@20') -
                              f"(available: {', '.join(sorted(run.per_user))})")
     users_a, users_b = run_a.users.numpy(), run_b.users.numpy()
     common, index_a, index_b = np.intersect1d(users_a, users_b, return_indices=True)
+    if users is not None:
+        keep = np.isin(common, np.asarray(users))
+        common, index_a, index_b = common[keep], index_a[keep], index_b[keep]
     if common.size < 2:
         raise ValueError(f'The two runs share {common.size} evaluated users; a paired '
                          f't-test needs at least two (were they run on the same split?)')

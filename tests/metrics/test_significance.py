@@ -25,6 +25,11 @@ def test_pairs_users_by_id(tmp_path):
     assert out.mean_difference == pytest.approx(0.3)
     assert out.t_statistic == pytest.approx(float(expected.statistic))
     assert out.p_value == pytest.approx(float(expected.pvalue))
+    # Restricted to users 1 and 3 (user 0 is not in b).
+    part = paired_t_test(a, path, users=[0, 1, 3])
+    expected = stats.ttest_rel([0.2, 0.4], [0.2, 0.1])
+    assert part.num_users == 2 and part.mean_a == pytest.approx(0.3)
+    assert part.p_value == pytest.approx(float(expected.pvalue))
 
 
 def test_identical_runs_and_errors():
