@@ -20,12 +20,13 @@ Variants (any number, comma-separated, trained one after the other):
 Users a ``text:``/``prefs:`` variant has no text for keep the train-mean
 (the fallback of ``mllmrec run``); the count is printed.  Item features are
 the MiniLM embeddings of the item text fields for every variant, made as
-``mllmrec train`` makes them (:func:`mllmrec_pyg.cli.train.encode_items`).
+``mllmrec train`` makes them (:func:`mllmrec_pyg.pipeline.encode_items`).
 Each variant is trained through
-:func:`mllmrec_pyg.cli.train.fit_and_report` into ``OUT/VARIANT/`` (its
-``metrics.json`` records how ``e_u`` was made); a variant whose
-``metrics.json`` already exists is read, not retrained (with ``--resume``,
-one that hit the epoch cap continues from its checkpoint).  The table is
+:func:`mllmrec_pyg.experiment.run_experiment` into ``OUT/VARIANT/`` (its
+``metrics.json`` records how ``e_u`` was made); a variant whose inputs
+and settings are unchanged is read back, not retrained (its stages are
+content-keyed; with ``--resume`` and a larger ``--epochs``, one that hit
+the epoch cap continues from its checkpoint).  The table is
 printed and written to ``OUT/leak.tsv``.
 
     python benchmarks/leak.py /work/shared/data/amazon-sports \
@@ -47,10 +48,9 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from mllmrec_pyg.cli.train import encode_items, fit_and_report, load_config
-from mllmrec_pyg.data import load_dataset
+from mllmrec_pyg.experiment import build_config, load_experiment_data, run_experiment
 from mllmrec_pyg.llm.outputs import read_preferences_tsv
-from mllmrec_pyg.pipeline import mean_of_items, preference_user_features
+from mllmrec_pyg.pipeline import encode_items, mean_of_items, preference_user_features
 
 #: Columns of the printed table and of ``leak.tsv``; ``p_recall@20`` is the
 #: two-sided paired t-test of per-user test Recall@20 against the first variant.
@@ -71,22 +71,22 @@ def _with_texts(data: HeteroData, base: Tensor, texts: Dict[int, str]) -> Tensor
 
 
 def user_features(variant: str, data: HeteroData
-                  ) -> Tuple[Optional[Tensor], Dict[str, Any], bool, str]:
-    r"""Returns :obj:`(user_x, model_overrides, leaked, description)` of
+                  ) -> Tuple[Optional[Tensor], List[str], bool, str]:
+    r"""Returns :obj:`(user_x, config overrides, leaked, description)` of
     :obj:`variant`."""
     item_x = data['item'].x
     num_users = int(data['user'].num_nodes)
     if variant == 'train-mean':
-        return (mean_of_items(data, item_x, 'train'), {}, False,
+        return (mean_of_items(data, item_x, 'train'), [], False,
                 "mean of the MiniLM embeddings of each user's TRAINING items")
     if variant == 'full-mean':
         with warnings.catch_warnings():
             warnings.simplefilter('always')
             x = mean_of_items(data, item_x, 'full_history')
-        return (x, {}, True, 'LEAKED: mean of the MiniLM embeddings of each '
+        return (x, [], True, 'LEAKED: mean of the MiniLM embeddings of each '
                 "user's FULL history (valid/test items included)")
     if variant == 'random':
-        return (None, {'user_init': 'random'}, False,
+        return (None, ['model.user_init=random'], False,
                 'learnable ID embeddings (w/o reasoning)')
     fallback = mean_of_items(data, item_x, 'train')
     if variant.startswith('text:'):
@@ -97,7 +97,7 @@ def user_features(variant: str, data: HeteroData
                              f'(it has {sorted(meta)})')
         texts = {u: str(t or '') for u, t in enumerate(meta[name])}
         with_text = sum(bool(t.strip()) for t in texts.values())
-        return (_with_texts(data, fallback, texts), {}, True,
+        return (_with_texts(data, fallback, texts), [], True,
                 f"MiniLM embeddings of the user text field '{name}' "
                 f'({with_text}/{num_users} users; the others: train-mean); '
                 'assumed LEAKED (a dataset field, not built from training '
@@ -107,7 +107,7 @@ def user_features(variant: str, data: HeteroData
         path = spec.split('=', 1)[1] if '=' in spec else spec
         texts, sources = read_preferences_tsv(path, data)
         leaked = sources != ['train']
-        return (_with_texts(data, fallback, texts), {}, leaked,
+        return (_with_texts(data, fallback, texts), [], leaked,
                 f'MiniLM embeddings of the preferences in {path} '
                 f"(preference_source: {', '.join(sources)}; {len(texts)}/"
                 f'{num_users} users, the others: train-mean)'
@@ -206,8 +206,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    config = load_config(args.config)
-    base = load_dataset(args.path, **config.get('dataset', {}))
+    common = [f'train.seed={args.seed}']
+    if args.epochs is not None:
+        common.append(f'train.max_epochs={args.epochs}')
+    if args.patience is not None:
+        common.append(f'train.patience={args.patience}')
+    config = build_config(args.path, config=args.config, overrides=common, model='mllmrec')
+    base = load_experiment_data(config, args.path)
     start = time.perf_counter()
     base['item'].x = encode_items(base)
     print(f'item features: {time.perf_counter() - start:.1f} s', flush=True)
@@ -219,28 +224,20 @@ def main() -> None:
         name = variant_name(variant)
         out = os.path.join(args.out, name)
         data = copy.copy(base)
-        user_x, model_cfg, leaked, description = user_features(variant, data)
+        user_x, overrides, leaked, description = user_features(variant, data)
         metrics_path = os.path.join(out, 'metrics.json')
-        train = not os.path.exists(metrics_path)
-        if not train and args.resume:
-            with open(metrics_path, encoding='utf-8') as f:
-                train = not json.load(f)['stopped_early']
-        if train:
-            if user_x is not None:
-                data['user'].x = user_x
-            elif 'x' in data['user']:
-                del data['user'].x
-            run_config = {**config, 'model': {**config.get('model', {}), **model_cfg}}
-            train_args = argparse.Namespace(
-                path=args.path, model='mllmrec', out=out, epochs=args.epochs,
-                seed=args.seed, config=args.config, patience=args.patience,
-                exclude_valid_at_test=False, device=args.device, resume=args.resume,
-                deterministic=False, tensorboard=False, no_progress=not args.progress)
-            print(f'== {name}: {description}', flush=True)
-            fit_and_report(data, train_args, run_config,
-                           reasoning={'item_features': ITEM_FEATURES,
-                                      'user_features': description,
-                                      'leak_variant': variant, 'leaked': leaked})
+        if user_x is not None:
+            data['user'].x = user_x
+        elif 'x' in data['user']:
+            del data['user'].x
+        print(f'== {name}: {description}', flush=True)
+        # An up-to-date variant (same inputs and settings) is not retrained.
+        run_experiment(data, build_config(args.path, config=args.config,
+                                          overrides=common + overrides, model='mllmrec'),
+                       out, resume=args.resume, device=args.device,
+                       progress=args.progress, log=print,
+                       inputs={'item_features': ITEM_FEATURES, 'user_features': description,
+                               'leak_variant': variant, 'leaked': leaked})
         with open(metrics_path, encoding='utf-8') as f:
             rows.append(row_of(name, json.load(f), leaked))
         outs.append(out)

@@ -22,25 +22,22 @@ import os
 import pathlib
 import resource
 import time
-from typing import Any, Dict, Tuple
+from typing import Dict, List
 
 import torch
 
-from mllmrec_pyg.cli.train import prepare_inputs
-from mllmrec_pyg.data import load_dataset
-from mllmrec_pyg.nn.models import build_model
-from mllmrec_pyg.train import Trainer, seed_everything
+from mllmrec_pyg.experiment import build_config, prepare_experiment, run_experiment
 
 SPORTS = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'amazon-sports'
-PAPER_GRAPH: Dict[str, Any] = {'knn_k': 10, 'alpha': 0.4, 'jaccard_k': 10}
-#: variant -> (graph overrides, model overrides)
-VARIANTS: Dict[str, Tuple[Dict[str, Any], Dict[str, Any]]] = {
-    'full': ({}, {}),
-    'no_denoising': ({'alpha': None}, {}),
-    'no_jaccard': ({'jaccard_k': 0}, {}),
-    'no_item_gcn': ({}, {'item_layers': 0}),
-    'no_reasoning': ({}, {'user_init': 'random'}),
-    'ui_lightgcn': ({}, {'ui_layers': 1}),
+#: variant -> config overrides on top of the amazon-sports recipe (the
+#: paper's Sports settings).
+VARIANTS: Dict[str, List[str]] = {
+    'full': [],
+    'no_denoising': ['graph.alpha=null'],
+    'no_jaccard': ['graph.jaccard_k=0'],
+    'no_item_gcn': ['model.item_layers=0'],
+    'no_reasoning': ['model.user_init=random'],
+    'ui_lightgcn': ['model.ui_layers=1'],
 }
 
 
@@ -60,33 +57,33 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    base = load_dataset(args.dataset)
+    common = [f'train.max_epochs={args.max_epochs}', f'train.patience={args.patience}',
+              f'train.seed={args.seed}']
+    base_config = build_config(args.dataset, recipe='amazon-sports', model='mllmrec',
+                               overrides=common + ['model.item_layers=0'], log=print)
+    from mllmrec_pyg.experiment import load_experiment_data
+    base = load_experiment_data(base_config, args.dataset)
     start = time.perf_counter()
-    base, info = prepare_inputs(base, 'mllmrec', {'item_layers': 0}, PAPER_GRAPH)
+    info = prepare_experiment(base, base_config)
     print(f'item encoding + user stand-in: {time.perf_counter() - start:.1f} s; {info}',
           flush=True)
     for variant in args.variants.split(','):
-        graph_cfg, model_cfg = VARIANTS[variant]
-        seed_everything(args.seed)
+        config = build_config(args.dataset, recipe='amazon-sports', model='mllmrec',
+                              overrides=common + VARIANTS[variant])
         start = time.perf_counter()
-        data, info = prepare_inputs(base, 'mllmrec', model_cfg, {**PAPER_GRAPH, **graph_cfg})
-        prep = time.perf_counter() - start
-        model = build_model('mllmrec', data, **model_cfg)
-        trainer = Trainer(model, data, max_epochs=args.max_epochs, patience=args.patience,
-                          seed=args.seed, out_dir=os.path.join(args.out, variant),
-                          progress=args.progress)
-        result = trainer.fit(resume=args.resume)
-        assert result.test is not None
-        status = ('converged' if result.stopped_early
-                  else f'CAPPED at {result.epochs_trained} epochs')
-        test = result.test
+        result = run_experiment(base, config, os.path.join(args.out, variant),
+                                resume=args.resume, progress=args.progress, log=print)
+        test, metrics = result.test, result.metrics
+        status = ('converged' if metrics['stopped_early']
+                  else f"CAPPED at {metrics['epochs_trained']} epochs")
         print(f'{variant:>13}: best epoch {result.best_epoch} ({status}); test R@10 '
               f'{test["recall@10"]:.4f} R@20 {test["recall@20"]:.4f} N@10 {test["ndcg@10"]:.4f} '
-              f'N@20 {test["ndcg@20"]:.4f} (valid R@20 {result.valid["recall@20"]:.4f}) | '
-              f'graph {prep:.1f} s, epoch {result.mean_epoch_time:.2f} s, eval '
-              f'{result.mean_eval_time:.2f} s, peak RSS '
+              f'N@20 {test["ndcg@20"]:.4f} (val R@20 {result.val["recall@20"]:.4f}) | '
+              f"graph {metrics['inputs'].get('item_graph_time_s', 0):.1f} s, epoch "
+              f"{metrics['timing']['mean_epoch_s']:.2f} s, eval "
+              f"{metrics['timing']['mean_val_eval_s']:.2f} s, peak RSS "
               f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB | '
-              f'{info.get("item_graph", "no item graph")}', flush=True)
+              f"{metrics['inputs'].get('item_graph', 'no item graph')}", flush=True)
 
 
 if __name__ == '__main__':

@@ -24,15 +24,15 @@ Our splits are other draws of MMRec's rule, so figures land near, not on.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
 import time
 
 import torch
 
-from mllmrec_pyg.data import load_dataset
-from mllmrec_pyg.nn.models import MODELS, build_model
-from mllmrec_pyg.train import grid_search
+from mllmrec_pyg.experiment import build_config, load_experiment_data, run_experiment
+from mllmrec_pyg.nn.models import MODELS
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data'
 FOLDERS = {'baby': 'amazon-baby', 'sports': 'amazon-sports'}
@@ -61,28 +61,32 @@ def main() -> None:
 
     lines = []
     for dataset in args.datasets.split(','):
-        data = load_dataset(str(DATA / FOLDERS[dataset]))
+        path = str(DATA / FOLDERS[dataset])
+        data = None
         for name in args.models.split(','):
             grid = (MODELS[name].MMREC_GRID if args.grid == 'mmrec'  # type: ignore[attr-defined]
                     else DEFAULT_POINT[name])
+            config = build_config(path, model=name, overrides=[
+                f'train.seed={args.seed}', f'train.max_epochs={args.max_epochs}',
+                f'train.patience={args.patience}'], log=print,
+                grid=[f"{k}={','.join(json.dumps(x) for x in v)}" for k, v in grid.items()])
+            if data is None:
+                data = load_experiment_data(config, path)
             out_dir = os.path.join(args.out, f'{dataset}-{name}')
             start = time.perf_counter()
-            out = grid_search(lambda _n=name, _d=data, **p: build_model(_n, _d, **p), data, grid,
-                              seed=args.seed, max_epochs=args.max_epochs,
-                              patience=args.patience, out_dir=out_dir,
-                              table_path=os.path.join(out_dir, 'grid.csv'),
-                              progress=args.progress, resume=args.resume)
-            result = out.best_result
-            assert result.test is not None
-            recall = result.test['recall@20']
+            out = run_experiment(data, config, out_dir, resume=args.resume,
+                                 progress=args.progress, log=print)
+            metrics = out.metrics
+            recall = out.test['recall@20']
             published = PUBLISHED[(dataset, name)]
-            status = ('converged' if result.stopped_early else
-                      f'CAPPED at {result.epochs_trained} epochs')
-            line = (f'{dataset:>6} {name:>8} {out.best_params} best epoch {result.best_epoch} '
-                    f'({status}): valid R@20 {result.valid["recall@20"]:.4f} | test R@20 '
-                    f'{recall:.4f} N@20 {result.test["ndcg@20"]:.4f} | published '
+            status = ('converged' if metrics['stopped_early'] else
+                      f"CAPPED at {metrics['epochs_trained']} epochs")
+            line = (f"{dataset:>6} {name:>8} {metrics['grid_search']['selected']} best epoch "
+                    f'{out.best_epoch} ({status}): val R@20 {out.val["recall@20"]:.4f} | test '
+                    f'R@20 {recall:.4f} N@20 {out.test["ndcg@20"]:.4f} | published '
                     f'{published:.4f} ({100 * (recall / published - 1):+.1f}%) | epoch '
-                    f'{result.mean_epoch_time:.2f} s, eval {result.mean_eval_time:.2f} s, '
+                    f"{metrics['timing']['mean_epoch_s']:.2f} s, eval "
+                    f"{metrics['timing']['mean_val_eval_s']:.2f} s, "
                     f'total {time.perf_counter() - start:.0f} s')
             print(line, flush=True)
             lines.append(line)

@@ -28,8 +28,8 @@ import time
 
 import torch
 
-from mllmrec_pyg.cli.train import graph_defaults, prepare_inputs
 from mllmrec_pyg.data import load_dataset
+from mllmrec_pyg.experiment import build_config, prepare_experiment
 from mllmrec_pyg.metrics import Evaluator
 from mllmrec_pyg.nn.models import build_model
 from mllmrec_pyg.train import Trainer, seed_everything
@@ -62,7 +62,8 @@ def main() -> None:
     for name in args.models.split(','):
         seed_everything(2024)
         start = time.perf_counter()
-        data, info = prepare_inputs(base, name, {}, graph_defaults(args.dataset, {}))
+        data = base
+        info = prepare_experiment(data, build_config(args.dataset, model=name))
         prep = time.perf_counter() - start
         model = build_model(name, data)
         trainer = Trainer(model, data, max_epochs=args.epochs, progress=False,

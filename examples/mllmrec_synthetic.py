@@ -81,13 +81,13 @@ print(model)
 
 trainer = Trainer(model, data, lr=args.lr, batch_size=args.batch_size,
                   max_epochs=args.epochs, patience=args.patience,
-                  valid_metric='recall@20', seed=args.seed, progress=False)
+                  val_metric='recall@20', seed=args.seed, progress=False)
 result = trainer.fit()
 
 for row in result.history:
     print(f"Epoch: {row['epoch']:03d}, Loss: {row['loss']:.4f}, "
-          f"Val Recall@20: {row['valid_recall@20']:.4f}")
-valid, test = result.valid, result.test
+          f"Val Recall@20: {row['val_recall@20']:.4f}")
+valid, test = result.val, result.test
 print(f'Best epoch: {result.best_epoch} (of {result.epochs_trained})')
 print(f"Val:  Recall@20: {valid['recall@20']:.4f}, NDCG@20: {valid['ndcg@20']:.4f}")
 print(f"Test: Recall@10: {test['recall@10']:.4f}, Recall@20: {test['recall@20']:.4f}, "

@@ -3,20 +3,19 @@ r"""The MLLMRec recipe end to end, as one function per stage boundary.
 Data flows one way: a dataset (:mod:`mllmrec_pyg.data`) -> image
 descriptions (Prompt1) -> item descriptions :math:`D_m = D_t \oplus D_s` ->
 user preferences from TRAINING items (Prompt2) -> sentence embeddings
-:math:`e_i, e_u` -> the refined item graph and the model (:mod:`mllmrec_pyg.cli.train`).
+:math:`e_i, e_u` -> the refined item graph and the model (:mod:`mllmrec_pyg.experiment`).
 """
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, Literal, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import scatter
 
-from mllmrec_pyg.data import split_edge_index, train_edge_index
+from mllmrec_pyg.data import HistorySource, history_edge_index
 from mllmrec_pyg.llm.backends import GenerationBackend
 from mllmrec_pyg.llm.cache import GenerationCache
 from mllmrec_pyg.llm.encode import TextEncoder
@@ -43,10 +42,6 @@ class ReasoningInputs:
                 'user_features': self.user_features, **self.counts}
 
 
-#: Which interactions :func:`mean_of_items` averages over.
-HistorySource = Literal['train', 'full_history']
-
-
 class FullHistoryMeanLeakWarning(FullHistoryLeakWarning):
     r"""User features are being averaged over the FULL history (validation
     and test items included): every metric computed with them is leaked."""
@@ -67,7 +62,9 @@ def mean_of_items(data: HeteroData, item_x: torch.Tensor,
     over ALL of the user's interactions, validation and test items
     included: the representation then encodes the very items the model is
     scored on.  It exists only to measure that leak, and warns loudly
-    (:class:`FullHistoryMeanLeakWarning`).
+    (:class:`FullHistoryMeanLeakWarning`).  The edges come from
+    :func:`~mllmrec_pyg.data.history_edge_index`, the package's one
+    train/full-history switch.
 
     Args:
         data (HeteroData): The dataset (with a split).
@@ -75,19 +72,8 @@ def mean_of_items(data: HeteroData, item_x: torch.Tensor,
         source (str, optional): :obj:`"train"` or the LEAKY
             :obj:`"full_history"`. (default: :obj:`"train"`)
     """
-    if source == 'train':
-        edges = train_edge_index(data)
-    elif source == 'full_history':
-        warnings.warn(
-            "LEAK: source='full_history' averages each user's ALL "
-            'interactions, validation and test items included. Every '
-            'metric computed with these user features is LEAKED; use them '
-            'only to measure the leak.', FullHistoryMeanLeakWarning,
-            stacklevel=2)
-        edges = split_edge_index(data, 'all')
-    else:
-        raise ValueError(f"Unknown source '{source}' (expected 'train' or "
-                         "'full_history')")
+    edges, _ = history_edge_index(data, source, what="user features (each user's mean "
+                                  'of item features)', category=FullHistoryMeanLeakWarning)
     edges = edges.to(item_x.device)
     return scatter(item_x[edges[1]], edges[0], dim=0,
                    dim_size=int(data['user'].num_nodes), reduce='mean')
@@ -137,7 +123,8 @@ def encode_item_descriptions(
     r"""Encodes the item descriptions :math:`D_m^i = D_t^i \oplus D_s^i`
     (Eq. 4): the item's text fields and its image description, cut to the
     encoder's token budget with a fair share per part
-    (:func:`~mllmrec_pyg.llm.text.compose_item_descriptions`).  The one
+    (:func:`~mllmrec_pyg.llm.text.prompt_item_descriptions`, the same texts
+    Prompt2 lists).  The one
     place that turns items into features, for ``mllmrec run`` and
     ``mllmrec train`` alike.
 
@@ -154,12 +141,59 @@ def encode_item_descriptions(
         The :obj:`[num_items, dim]` float features and the composed
         descriptions (texts, counts, settings).
     """
-    from mllmrec_pyg.llm.text import compose_item_descriptions
+    from mllmrec_pyg.llm.text import prompt_item_descriptions
 
-    items = compose_item_descriptions(data, image_descriptions or {},
-                                      tokenizer=encoder.tokenizer,
-                                      max_tokens=encoder.token_budget())
+    items = prompt_item_descriptions(data, image_descriptions or {},
+                                     tokenizer=encoder.tokenizer,
+                                     max_tokens=encoder.token_budget())
     return encoder.encode(items.texts).float(), items
+
+
+def require_item_text(data: HeteroData) -> None:
+    r"""Raises a clear error when the items have neither text nor features."""
+    if not getattr(data['item'], 'text', None):
+        raise ValueError(f'{data.name}: the items have no text to encode (data["item"].text '
+                         'is absent) and no features data["item"].x; this model needs item '
+                         'features')
+
+
+def encode_items(data: HeteroData) -> torch.Tensor:
+    r"""Item features as ``mllmrec run`` computes them without image
+    descriptions: all-MiniLM-L6-v2 embeddings of the composed item
+    descriptions (:func:`encode_item_descriptions`), through the encoder's
+    content-keyed cache."""
+    require_item_text(data)
+    with TextEncoder() as encoder:
+        return encode_item_descriptions(data, encoder)[0]
+
+
+def preference_features_from_file(data: HeteroData, path: str) -> Dict[str, Any]:
+    r"""Sets :obj:`data['user'].x` from the :obj:`preferences.tsv` of
+    ``mllmrec prefer`` (all-MiniLM-L6-v2 embeddings; users without a
+    preference keep the mean of their training items) and returns how, for
+    the run's report.  The file must have been built on :obj:`data`'s
+    split (:func:`~mllmrec_pyg.llm.outputs.read_preferences_tsv` checks its
+    fingerprint); a full-history file warns loudly and is labelled LEAKED.
+    """
+    from mllmrec_pyg.llm.outputs import read_preferences_tsv
+
+    texts, sources = read_preferences_tsv(path, data)
+    leaked = 'full_history' in sources
+    if leaked:
+        warnings.warn(f'{path} was generated from the FULL history (validation and test '
+                      'items included): every metric of this run is LEAKED',
+                      FullHistoryLeakWarning, stacklevel=2)
+    with TextEncoder() as encoder:
+        data['user'].x, encoded = preference_user_features(
+            data, texts, encoder, mean_of_training_items(data, data['item'].x))
+        name = encoder.name
+    num_users = int(data['user'].num_nodes)
+    return {'user_features': (f'{name} embeddings of the preferences in {path} '
+                              f'(preference_source: {", ".join(sources)}'
+                              f'{"; LEAKED" if leaked else ""}); {encoded}/{num_users} '
+                              'users, the others: the mean of their training items'),
+            'preferences': path, 'preference_source': sources,
+            'users_with_preference': encoded, 'leaked': leaked}
 
 
 def reason_and_encode(
@@ -198,52 +232,11 @@ def reason_and_encode(
             (default: :obj:`None`, all users)
         progress (bool, optional): Show progress bars. (default: :obj:`True`)
     """
-    from mllmrec_pyg.llm.describe import describe_items
-    from mllmrec_pyg.llm.prefer import generate_preferences
+    from mllmrec_pyg.experiment.pipeline import reason
 
-    counts: Dict[str, Any] = {}
-    image_descriptions: Dict[int, str] = {}
-    described_by = 'no image descriptions'
-    if describe_backend is not None and getattr(data['item'], 'image', None) is not None:
-        run = describe_items(data, describe_backend, cache, progress=progress)
-        run.write(data, os.path.join(out, 'describe'))
-        image_descriptions = run.descriptions()
-        described_by = (f'image descriptions by {describe_backend.name}'
-                        + ('' if describe_backend.is_llm else
-                           ' (NOT an MLLM: a non-LLM image-statistics fallback)'))
-        counts['items_described'] = len(image_descriptions)
-
-    item_x, items = encode_item_descriptions(data, encoder, image_descriptions)
-    counts['item_descriptions'] = items.counts
-    data['item'].x = item_x
-    item_features = (f'{encoder.name} embeddings of D_m = item text + '
-                     f'{described_by}')
-
-    stand_in = mean_of_training_items(data, data['item'].x)
-    if prefer_backend is None:
-        data['user'].x = stand_in
-        return ReasoningInputs(item_features,
-                               'stand-in: mean of the embeddings of each '
-                               "user's TRAINING items (no LLM preferences)",
-                               counts)
-
-    prefs = generate_preferences(data, prefer_backend, cache, items.texts,
-                                 source=preference_source,  # type: ignore[arg-type]
-                                 users=users, progress=progress)
-    prefs.write(data, os.path.join(out, 'prefer'))
-    data['user'].x, num_encoded = preference_user_features(data, prefs.preferences(),
-                                                           encoder, stand_in)
-    counts['users_with_llm_preference'] = num_encoded
-    counts['users_with_stand_in'] = int(data['user'].num_nodes) - num_encoded
-    counts['preference_summary'] = {k: v for k, v in prefs.summary(data).items()
-                                    if k in ('backend', 'model', 'preference_source',
-                                             'calls', 'cache_hits', 'failures',
-                                             'tokens_per_second', 'all_outputs',
-                                             'seconds')}
-    source = ('TRAINING items' if preference_source == 'train' else
-              'FULL history (valid/test included: LEAKED)')
-    model = f' ({prefer_backend.model})' if prefer_backend.model else ''
-    user_features = (f'{encoder.name} embeddings of {prefer_backend.name}{model} preferences '
-                     f'from {source}; users without one use the mean of their '
-                     'training items')
-    return ReasoningInputs(item_features, user_features, counts)
+    info = reason(data, out, prefer_backend, cache, describe=describe_backend,
+                  preference_source=preference_source, users=users, encoder=encoder,
+                  progress=progress)
+    item_features = info.pop('item_features')
+    user_features = info.pop('user_features')
+    return ReasoningInputs(item_features, user_features, info)

@@ -81,7 +81,7 @@ def test_training_sees_training_edges_only():
         torch.manual_seed(0)
         model = build_model('lightgcn', data, embedding_dim=4)
         trainer = Trainer(model, data, batch_size=8, seed=0, progress=False,
-                          ks=(5, 10), valid_metric='recall@10')
+                          ks=(5, 10), val_metric='recall@10')
         for _ in range(3):
             trainer.train_epoch()
         states.append(copy.deepcopy(model.state_dict()))

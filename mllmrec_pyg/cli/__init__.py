@@ -18,6 +18,7 @@ _COMMANDS: List[str] = [
     'prefer',
     'train',
     'run',
+    'report',
 ]
 
 
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in _COMMANDS:
         module = importlib.import_module(f'mllmrec_pyg.cli.{name}')
-        module.add_parser(sub)
+        module.add_parser(sub)  # 'run' also adds encode, graph and evaluate
     return parser
 
 

@@ -18,8 +18,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         'prefer', help='generate user preferences with an LLM (Prompt2)',
         description='Generate one preference per user from the descriptions '
         "of the user's TRAINING items (Prompt2), through a content-addressed "
-        'cache: a rerun makes no call for finished users. Writes '
-        'DIR/preferences.tsv, DIR/prompts.jsonl and DIR/summary.json.')
+        'cache: a rerun makes no call for finished users. The item '
+        'descriptions are those `mllmrec run` encodes (cut to the encoder\'s '
+        'token budget), so both give the same prompts. Writes '
+        'DIR/preferences.tsv (with the split fingerprint of the training '
+        'edges; the file is refused on another split), DIR/prompts.jsonl and '
+        'DIR/summary.json.')
     p.add_argument('path', metavar='DATASET_PATH',
                    help="a dataset folder or 'synthetic[:...]'")
     p.add_argument('--out', required=True, metavar='DIR')
@@ -37,9 +41,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help='most items listed per user (default: 50)')
     p.add_argument('--max-prompt-words', type=int, default=1500,
                    help='most words per prompt (default: 1500)')
-    p.add_argument('--max-description-words', type=int, default=60,
-                   help='most words per item description in a prompt '
-                   '(default: 60)')
+    p.add_argument('--max-description-words', type=int, default=None,
+                   metavar='N',
+                   help='opt-in, NOT the default: cut each item description '
+                   'to N whitespace words; then the prompts differ from '
+                   "`mllmrec run`'s (default: the encoder's cut, 254 "
+                   'all-MiniLM-L6-v2 word pieces, as `mllmrec run`)')
     p.add_argument('--sample-seed', type=int, default=0,
                    help='seed of the item sample for users without '
                    'timestamps (default: 0)')
@@ -62,15 +69,24 @@ def run(args: argparse.Namespace) -> int:
         generate_preferences,
     )
     from mllmrec_pyg.llm.prompts import PreferencePrompt
-    from mllmrec_pyg.llm.text import compose_item_descriptions
+    from mllmrec_pyg.llm.text import WordTokenizer, prompt_item_descriptions
 
     if args.max_users is not None and args.max_users < 1:
         raise ValueError('--max-users must be >= 1')
+    if args.max_description_words is not None and \
+            args.max_description_words < 1:
+        raise ValueError('--max-description-words must be >= 1 (or left out '
+                         "for the encoder's cut, as `mllmrec run`)")
     data = load_dataset(args.path)
     images = (read_descriptions_tsv(args.descriptions, data)
               if args.descriptions else None)
-    composed = compose_item_descriptions(
-        data, images, max_tokens=args.max_description_words)
+    if args.max_description_words is None:
+        # The same D_m^i as `mllmrec run`: the same prompts for the same users.
+        composed = prompt_item_descriptions(data, images)
+    else:
+        composed = prompt_item_descriptions(
+            data, images, tokenizer=WordTokenizer(),
+            max_tokens=args.max_description_words)
     template = PreferencePrompt()
     if args.template:
         with open(args.template, encoding='utf-8') as f:

@@ -21,21 +21,53 @@ describe`` / ``mllmrec prefer`` write them), then ``metrics.json``,
 from __future__ import annotations
 
 import argparse
-import os
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Tuple
 
 from mllmrec_pyg.cli._llm_options import add_http_options
+from mllmrec_pyg.cli.train import (
+    add_config_options,
+    add_run_options,
+    print_result,
+    say,
+    shortcut_overrides,
+)
+from mllmrec_pyg.experiment.pipeline import BackendSpec
 from mllmrec_pyg.llm.backends import BACKENDS
+
+#: The stage each pipeline sub-command stops after.
+UNTIL = {'encode': 'encode', 'graph': 'graph', 'evaluate': 'evaluate'}
+
+
+#: The pipeline commands: name -> (help, description).
+COMMANDS = {
+    'run': ('the whole MLLMRec pipeline: describe, prefer, encode, graph, train, evaluate, '
+            'report',
+            'Run MLLMRec end to end on a dataset (default: the embedded generated catalogue '
+            "'synthetic'): describe item images, write user preferences from training "
+            'items, encode both with all-MiniLM-L6-v2, build the refined item graph, train '
+            'MLLMRec with early stopping on validation Recall@20 and report the test metrics '
+            'of the best epoch. Every stage is keyed by its inputs and settings and skipped '
+            'when up to date: a rerun with nothing changed makes no LLM call and trains '
+            'nothing.'),
+    'encode': ('the pipeline up to the encode stage (describe, prefer, encode)',
+               'Run the stages of `mllmrec run` up to encode: OUT/encode/features.pt holds '
+               'the all-MiniLM-L6-v2 item and user features.'),
+    'graph': ('the pipeline up to the refined item graph',
+              'Run the stages of `mllmrec run` up to graph: OUT/graph/item_graph.pt holds '
+              'the refined item graph (Eq. 6-11).'),
+    'evaluate': ('the pipeline up to the evaluation (no report)',
+                 'Run the stages of `mllmrec run` up to evaluate: metrics.json, '
+                 'topk_test.tsv and the per-user files.'),
+}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        'run', help='the whole MLLMRec pipeline: describe, prefer, encode, graph, train',
-        description='Run MLLMRec end to end on a dataset (default: the embedded '
-        "generated catalogue 'synthetic'): describe item images, write user "
-        'preferences from training items, encode both with all-MiniLM-L6-v2, '
-        'build the refined item graph, train MLLMRec with early stopping on '
-        'validation Recall@20 and report the test metrics of the best epoch.')
+    for name, (help_, description) in COMMANDS.items():
+        _add_pipeline_parser(subparsers.add_parser(name, help=help_,
+                                                   description=description))
+
+
+def _add_pipeline_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument('path', metavar='DATASET_PATH', nargs='?', default='synthetic',
                    help="a dataset folder or 'synthetic[:users=N,items=M,seed=S]' "
                    '(default: synthetic)')
@@ -66,83 +98,60 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--preference-source', choices=('train', 'full_history'),
                    default='train',
                    help="'train' (default) or the reference's LEAKY 'full_history'")
-    p.add_argument('--epochs', type=int, default=None,
-                   help='maximum epochs (default: 1000, early stopping decides)')
-    p.add_argument('--patience', type=int, default=None,
-                   help='early-stopping patience (default: 20)')
-    p.add_argument('--seed', type=int, default=2024, help='seed (default: 2024)')
-    p.add_argument('--config', default=None, metavar='FILE',
-                   help='as for `mllmrec train` (sections dataset, model, graph, train)')
     p.add_argument('--cache', default=None,
                    help='generation cache (default: $MLLMREC_HOME/llm/generations.sqlite)')
-    p.add_argument('--device', default=None, help="'cpu' or 'cuda'")
-    p.add_argument('--no-progress', action='store_true', help='hide progress bars')
+    add_config_options(p)
+    add_run_options(p)
     p.set_defaults(func=run)
 
 
-def _first_users(spec: str, num_users: int) -> Optional[Sequence[int]]:
-    if spec == 'all':
-        return None
-    try:
-        count = int(spec)
-    except ValueError:
-        raise ValueError(f"--llm-users must be a number or 'all' (got {spec!r})") from None
-    if count < 0:
-        raise ValueError(f'--llm-users must be >= 0 (got {count})')
-    return list(range(min(count, num_users)))
+def backend_specs(args: argparse.Namespace) -> Tuple[Optional[BackendSpec],
+                                                   Optional[BackendSpec]]:
+    r"""The describe and prefer backends of ``run`` (built only if their
+    stage runs)."""
+    import torch
+
+    threads = 1 if not torch.cuda.is_available() else None
+    openai = dict(max_tokens=args.max_new_tokens, max_concurrency=args.concurrency,
+                  timeout=args.timeout)
+    local = dict(max_new_tokens=args.max_new_tokens, num_threads=threads)
+    describe = None
+    if args.describe_backend != 'none':
+        options: Dict[str, Any] = {}
+        if args.describe_backend in ('hf', 'smollm2'):
+            options = local
+        elif args.describe_backend == 'openai':
+            options = openai
+        describe = BackendSpec(args.describe_backend, args.describe_model, args.base_url,
+                               options)
+    prefer = None
+    if args.prefer_backend != 'none':
+        prefer = BackendSpec(args.prefer_backend, args.prefer_model, args.base_url,
+                             openai if args.prefer_backend == 'openai' else local)
+    return describe, prefer
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from mllmrec_pyg.experiment import build_config, load_experiment_data, run_pipeline
+    from mllmrec_pyg.experiment.pipeline import first_users
 
-    from mllmrec_pyg.cli.train import fit_and_report, load_config
-    from mllmrec_pyg.data import load_dataset
-    from mllmrec_pyg.llm.backends import make_backend
-    from mllmrec_pyg.llm.cache import GenerationCache
-    from mllmrec_pyg.llm.encode import TextEncoder
-    from mllmrec_pyg.pipeline import reason_and_encode
-
-    config = load_config(args.config)
-    data = load_dataset(args.path, **config.get('dataset', {}))
-    os.makedirs(args.out, exist_ok=True)
-    users = _first_users(args.llm_users, int(data['user'].num_nodes))
-    threads = 1 if not torch.cuda.is_available() else None
-
-    openai_options = dict(max_tokens=args.max_new_tokens, max_concurrency=args.concurrency,
-                          timeout=args.timeout)
-    describe_backend = None
-    if args.describe_backend != 'none':
-        options = {}
-        if args.describe_backend in ('hf', 'smollm2'):
-            options = dict(max_new_tokens=args.max_new_tokens, num_threads=threads)
-        elif args.describe_backend == 'openai':
-            options = openai_options
-        describe_backend = make_backend(args.describe_backend, model=args.describe_model,
-                                        base_url=args.base_url, **options)
-    prefer_backend = None
-    if args.prefer_backend != 'none' and users != []:
-        options = (openai_options if args.prefer_backend == 'openai'
-                   else dict(max_new_tokens=args.max_new_tokens, num_threads=threads))
-        prefer_backend = make_backend(args.prefer_backend, model=args.prefer_model,
-                                      base_url=args.base_url, **options)
-
-    cache = GenerationCache(args.cache)
-    encoder = TextEncoder()
-    try:
-        inputs = reason_and_encode(data, args.out, prefer_backend, cache, encoder,
-                                   describe_backend=describe_backend,
-                                   preference_source=args.preference_source,
-                                   users=users, progress=not args.no_progress)
-    finally:
-        encoder.close()
-        cache.close()
-        for backend in (describe_backend, prefer_backend):
-            if backend is not None:
-                backend.close()
-
-    train_args = argparse.Namespace(
-        path=args.path, model='mllmrec', out=args.out, epochs=args.epochs,
-        seed=args.seed, config=args.config, patience=args.patience,
-        exclude_valid_at_test=False, device=args.device, resume=False,
-        deterministic=False, tensorboard=False, no_progress=args.no_progress)
-    return fit_and_report(data, train_args, config, reasoning=inputs.as_dict())
+    config = build_config(args.path, recipe=args.recipe, config=args.config,
+                          overrides=shortcut_overrides(args), model='mllmrec', log=say)
+    data = load_experiment_data(config, args.path)
+    users = first_users(args.llm_users, int(data['user'].num_nodes))
+    describe, prefer = backend_specs(args)
+    if users == []:
+        prefer = None
+    result = run_pipeline(data, config, args.out, describe=describe, prefer=prefer,
+                          users=users, preference_source=args.preference_source,
+                          cache=args.cache, force=args.force, device=args.device,
+                          progress=not args.no_progress, until=UNTIL.get(args.command),
+                          log=say)
+    if result is None:
+        say(f'{args.command}: done -> {args.out}')
+        return 0
+    if result.stages_skipped:
+        say(f'up to date, not rerun: {", ".join(result.stages_skipped)} '
+            '(--force STAGE reruns one)')
+    print_result(result)
+    return 0

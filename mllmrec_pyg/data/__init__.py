@@ -2,8 +2,13 @@ from .dataset import DOMAINS, RecDataset, detect_format, load_dataset
 from .interactions import (
     INTERACTS,
     REV_INTERACTS,
+    FullHistoryLeakWarning,
+    HistorySource,
+    check_split_fingerprint,
     edge_time,
+    history_edge_index,
     split_edge_index,
+    split_fingerprint,
     split_mask,
     train_edge_index,
 )
@@ -13,8 +18,13 @@ from .synthetic import SyntheticCatalog, synthetic_folder
 __all__ = [
     'INTERACTS',
     'REV_INTERACTS',
+    'FullHistoryLeakWarning',
+    'HistorySource',
+    'check_split_fingerprint',
     'edge_time',
+    'history_edge_index',
     'split_edge_index',
+    'split_fingerprint',
     'split_mask',
     'train_edge_index',
     'RecDataset',

@@ -7,9 +7,11 @@ import json
 import logging
 import os
 import warnings
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import pandas as pd
 from torch_geometric.data import HeteroData, InMemoryDataset
 
 from .build import build_hetero_data
@@ -17,7 +19,9 @@ from .hashing import hash_files, hash_params, mllmrec_home
 from .readers import (
     DEFAULT_TEXT_FIELDS,
     RawDataset,
-    read_amazon_raw,
+    find_amazon_raw,
+    read_amazon_meta,
+    read_amazon_ratings,
     read_mmrec_inter,
     read_recbole_inter,
     read_recbole_side,
@@ -41,10 +45,27 @@ DOMAINS: Dict[str, str] = {
 }
 
 
+#: The optional file beside the data that names the dataset's domain.
+INFO_FILE = 'dataset.json'
+
+
+def _inter_format(path: str) -> str:
+    r"""Returns :obj:`'recbole'` when the header of the interaction file
+    :obj:`path` has ``field:type`` names, else :obj:`'mmrec'`."""
+    with open(path, encoding='utf-8', errors='replace') as f:
+        header = f.readline()
+    fields = header.rstrip('\n').split('\t')
+    return 'recbole' if any(':' in c for c in fields) else 'mmrec'
+
+
 def detect_format(root: str) -> Tuple[str, List[str]]:
     r"""Returns the format of the dataset folder :obj:`root`
     (:obj:`'mmrec'`, :obj:`'recbole'` or :obj:`'amazon_raw'`) and the
-    interaction file(s) it will read."""
+    interaction file(s) it will read.
+
+    Args:
+        root (str): The dataset folder.
+    """
     if not os.path.isdir(root):
         raise FileNotFoundError(f'{root}: no such dataset folder')
     if glob.glob(os.path.join(root, 'ratings_*.csv')):
@@ -58,80 +79,195 @@ def detect_format(root: str) -> Tuple[str, List[str]]:
             f'{root}: expected one <name>.inter file (MMRec or RecBole) or '
             f'ratings_<Category>.csv + meta_<Category>.json.gz (raw Amazon '
             f'2014), found {found or "none"}. Pass inter_file= to choose one')
-    with open(main[0], encoding='utf-8', errors='replace') as f:
-        header = f.readline()
-    fields = header.rstrip('\n').split('\t')
-    return ('recbole' if any(':' in c for c in fields) else 'mmrec'), main
+    return _inter_format(main[0]), main
 
 
-def read_folder(root: str, inter_file: Optional[str] = None,
-                category: Optional[str] = None) -> RawDataset:
-    r"""Reads every file of a dataset folder that the package understands."""
+@dataclass
+class DatasetFiles:
+    r"""The files of a dataset folder, as found by :func:`find_dataset_files`:
+    exactly the files :func:`read_dataset_files` reads, and so exactly the
+    files whose bytes key the processed file (:attr:`paths`).
+
+    Args:
+        root (str): The dataset folder.
+        format (str): :obj:`'mmrec'`, :obj:`'recbole'` or
+            :obj:`'amazon_raw'`.
+        inter (str): The interaction file (``<name>.inter`` or
+            ``ratings_<Category>.csv``).
+        meta (str, optional): The raw Amazon ``meta_<Category>.json.gz``.
+            (default: :obj:`None`)
+        item_table (str, optional): The RecBole ``<name>.item`` file.
+            (default: :obj:`None`)
+        user_table (str, optional): The RecBole ``<name>.user`` file.
+            (default: :obj:`None`)
+        side_tables (List[str], optional): The MMRec side-table candidates
+            (``*.tsv`` / ``*.csv``; those without an ``itemID`` / ``userID``
+            column are opened and skipped). (default: :obj:`[]`)
+        features (List[str], optional): The MMRec ``*_feat.npy`` modality
+            features. (default: :obj:`[]`)
+        info (str, optional): The ``dataset.json`` naming the domain.
+            (default: :obj:`None`)
+    """
+    root: str
+    format: str
+    inter: str
+    meta: Optional[str] = None
+    item_table: Optional[str] = None
+    user_table: Optional[str] = None
+    side_tables: List[str] = field(default_factory=list)
+    features: List[str] = field(default_factory=list)
+    info: Optional[str] = None
+
+    @property
+    def paths(self) -> List[str]:
+        r"""Every file, the interaction file first and the others sorted."""
+        others = [p for p in (self.meta, self.item_table, self.user_table,
+                              self.info) if p is not None]
+        others += self.side_tables + self.features
+        return [self.inter] + sorted(set(others) - {self.inter})
+
+
+def find_dataset_files(root: str, inter_file: Optional[str] = None,
+                       category: Optional[str] = None) -> DatasetFiles:
+    r"""Finds the files of the dataset folder :obj:`root`: its format, its
+    interaction file and, by format, the raw Amazon meta file, the RecBole
+    ``.item`` / ``.user`` files beside the interaction file or the MMRec side
+    tables and ``*_feat.npy`` features of :obj:`root`, plus ``dataset.json``.
+
+    This is the only place that looks for files: :func:`read_dataset_files`
+    reads what it returns and :class:`RecDataset` keys its processed file by
+    the bytes of :attr:`DatasetFiles.paths`.
+
+    Args:
+        root (str): The dataset folder.
+        inter_file (str, optional): The interaction file, relative to
+            :obj:`root`, when the folder holds several. (default: :obj:`None`)
+        category (str, optional): The raw Amazon category when the folder
+            holds several. (default: :obj:`None`)
+    """
     if inter_file is not None:
-        path = os.path.join(root, inter_file)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f'{path}: no such interaction file')
-        with open(path, encoding='utf-8', errors='replace') as f:
-            fmt = 'recbole' if ':' in f.readline() else 'mmrec'
-        inters = [path]
+        inter = os.path.join(root, inter_file)
+        if not os.path.exists(inter):
+            raise FileNotFoundError(f'{inter}: no such interaction file')
+        fmt = _inter_format(inter)
     else:
         fmt, inters = detect_format(root)
+        inter = inters[0]
+    info = os.path.join(root, INFO_FILE)
+    files = DatasetFiles(root=root, format=fmt, inter=inter,
+                         info=info if os.path.exists(info) else None)
     if fmt == 'amazon_raw':
-        inter, items, files = read_amazon_raw(root, category)
-        items = items.copy()
-        return RawDataset(inter=inter, source=files[0], item_table=items,
-                          files=files, root=root)
-    path = inters[0]
-    files = [path]
-    if fmt == 'recbole':
-        inter = read_recbole_inter(path)
-        raw = RawDataset(inter=inter, source=path, files=files, root=root)
-        stem = os.path.splitext(path)[0]
-        if os.path.exists(stem + '.item'):
-            raw.item_table = read_recbole_side(stem + '.item', 'item_id')
-            files.append(stem + '.item')
-        if os.path.exists(stem + '.user'):
-            raw.user_table = read_recbole_side(stem + '.user', 'user_id')
-            files.append(stem + '.user')
+        files.inter, files.meta = find_amazon_raw(root, category)
+    elif fmt == 'recbole':
+        stem = os.path.splitext(inter)[0]
+        for ext in ('item', 'user'):
+            if os.path.exists(f'{stem}.{ext}'):
+                setattr(files, f'{ext}_table', f'{stem}.{ext}')
+    else:
+        files.side_tables = sorted(glob.glob(os.path.join(root, '*.tsv')) +
+                                   glob.glob(os.path.join(root, '*.csv')))
+        files.features = sorted(glob.glob(os.path.join(root, '*_feat.npy')))
+    return files
+
+
+def _join_side(current: Optional[pd.DataFrame], table: pd.DataFrame
+               ) -> pd.DataFrame:
+    r"""Outer-joins the columns of the side table :obj:`table` that
+    :obj:`current` lacks onto :obj:`current` (the first table wins)."""
+    if current is None:
+        return table
+    new_cols = [c for c in table.columns if c not in current.columns]
+    return current.join(table[new_cols], how='outer')
+
+
+def read_dataset_files(files: DatasetFiles) -> RawDataset:
+    r"""Reads the files found by :func:`find_dataset_files` (and no other).
+    :attr:`RawDataset.files` lists those that contributed data.
+
+    Args:
+        files (DatasetFiles): The dataset's files.
+    """
+    if files.format == 'amazon_raw':
+        assert files.meta is not None
+        return RawDataset(inter=read_amazon_ratings(files.inter),
+                          source=files.inter,
+                          item_table=read_amazon_meta(files.meta),
+                          files=[files.inter, files.meta], root=files.root)
+    if files.format == 'recbole':
+        raw = RawDataset(inter=read_recbole_inter(files.inter),
+                         source=files.inter, files=[files.inter],
+                         root=files.root)
+        if files.item_table is not None:
+            raw.item_table = read_recbole_side(files.item_table, 'item_id')
+            raw.files.append(files.item_table)
+        if files.user_table is not None:
+            raw.user_table = read_recbole_side(files.user_table, 'user_id')
+            raw.files.append(files.user_table)
         return raw
-    inter = read_mmrec_inter(path)
-    raw = RawDataset(inter=inter, source=path, integer_ids=True, files=files,
-                     root=root)
-    for side in sorted(glob.glob(os.path.join(root, '*.tsv')) +
-                       glob.glob(os.path.join(root, '*.csv'))):
+    raw = RawDataset(inter=read_mmrec_inter(files.inter), source=files.inter,
+                     integer_ids=True, files=[files.inter], root=files.root)
+    for side in files.side_tables:
         found = read_side_table(side)
         if found is None:
             continue
         kind, table = found
-        files.append(side)
-        current = raw.item_table if kind == 'item' else raw.user_table
-        if current is not None:
-            new_cols = [c for c in table.columns if c not in current.columns]
-            table = current.join(table[new_cols], how='outer')
+        raw.files.append(side)
         if kind == 'item':
-            raw.item_table = table
+            raw.item_table = _join_side(raw.item_table, table)
         else:
-            raw.user_table = table
-    for feat in sorted(glob.glob(os.path.join(root, '*_feat.npy'))):
+            raw.user_table = _join_side(raw.user_table, table)
+    for feat in files.features:
         name = os.path.basename(feat)[:-len('.npy')]
         raw.item_features[name] = np.load(feat)
-        files.append(feat)
+        raw.files.append(feat)
     return raw
 
 
-def dataset_domain(root: str, name: str) -> str:
-    r"""The domain named in ``dataset.json`` beside the data, else the one
-    matching the folder name in :obj:`DOMAINS`, else the folder name."""
-    meta = os.path.join(root, 'dataset.json')
-    if os.path.exists(meta):
-        with open(meta) as f:
-            domain = json.load(f).get('domain')
-        if domain:
-            return str(domain)
+def read_folder(root: str, inter_file: Optional[str] = None,
+                category: Optional[str] = None) -> RawDataset:
+    r"""Reads every file of a dataset folder that the package understands:
+    :func:`read_dataset_files` of :func:`find_dataset_files`.
+
+    Args:
+        root (str): The dataset folder.
+        inter_file (str, optional): The interaction file, when the folder holds
+            several. (default: :obj:`None`)
+        category (str, optional): The raw Amazon category when the folder
+            holds several. (default: :obj:`None`)
+    """
+    return read_dataset_files(find_dataset_files(root, inter_file, category))
+
+
+def dataset_domain(files: DatasetFiles, name: str,
+                   domain: Optional[str] = None) -> str:
+    r"""Returns the domain that fills Prompt1's ``{dataset name}``:
+    :obj:`domain` if given; else, for raw Amazon data in a folder whose name is
+    no key of :obj:`DOMAINS` and without ``dataset.json``, the category of
+    ``ratings_<Category>.csv``; else the domain named in ``dataset.json``;
+    else the one matching the folder name in :obj:`DOMAINS`; else the folder
+    name.
+
+    Args:
+        files (DatasetFiles): The dataset's files.
+        name (str): The dataset (folder) name.
+        domain (str, optional): An explicit domain. (default: :obj:`None`)
+    """
+    if (domain is None and files.format == 'amazon_raw'
+            and name.lower() not in DOMAINS and files.info is None):
+        # Raw Amazon data names its category: ratings_Toys_and_Games.csv.
+        ratings = os.path.basename(files.inter)
+        domain = ratings[len('ratings_'):-len('.csv')].replace('_', ' ')
+    if domain:
+        return domain
+    if files.info is not None:
+        with open(files.info) as f:
+            found = json.load(f).get('domain')
+        if found:
+            return str(found)
     lowered = name.lower()
-    for key, domain in DOMAINS.items():
+    for key, value in DOMAINS.items():
         if key in lowered:
-            return domain
+            return value
     return name
 
 
@@ -163,7 +299,9 @@ class RecDataset(InMemoryDataset):
 
     The processed file lives in :obj:`$MLLMREC_HOME/processed` (default
     ``~/.cache/mllmrec_pyg``), keyed by a hash of the raw files' content and
-    every preprocessing argument: changing either reprocesses.
+    every preprocessing argument: changing either reprocesses.  The raw files
+    are :obj:`files` (see :func:`find_dataset_files`), the very files that
+    processing reads.
 
     **STATS:**
 
@@ -248,18 +386,12 @@ class RecDataset(InMemoryDataset):
         self.inter_file = inter_file
         self.category = category
         self.text_fields = tuple(text_fields)
-        self._files = self._input_files(root)
-        ratings = [os.path.basename(f) for f in self._files
-                   if os.path.basename(f).startswith('ratings_')]
-        fmt = 'amazon_raw' if ratings else 'other'
-        if (domain is None and ratings and self.name.lower() not in DOMAINS
-                and not os.path.exists(os.path.join(root, 'dataset.json'))):
-            # Raw Amazon data names its category: ratings_Toys_and_Games.csv.
-            domain = ratings[0][len('ratings_'):-len('.csv')].replace('_', ' ')
-        self.domain = domain or dataset_domain(root, self.name)
-        self.k_core = (5 if fmt == 'amazon_raw' else 0) if k_core is None else k_core
+        self.files = find_dataset_files(root, inter_file, category)
+        self.domain = dataset_domain(self.files, self.name, domain)
+        self.k_core = ((5 if self.files.format == 'amazon_raw' else 0)
+                       if k_core is None else k_core)
         self.key = hash_params({
-            'files': hash_files(self._files),
+            'files': hash_files(self.files.paths),
             'split': split, 'seed': seed, 'k_core': self.k_core,
             'text_fields': list(self.text_fields), 'inter_file': inter_file,
             'category': category, 'domain': self.domain,
@@ -271,27 +403,6 @@ class RecDataset(InMemoryDataset):
                          force_reload=force_reload, log=False)
         self.load(self.processed_paths[0], data_cls=HeteroData)
 
-    def _input_files(self, root: str) -> List[str]:
-        # The files whose bytes make up the processed key: everything that
-        # read_folder may read, found the same way it finds them.
-        if self.inter_file is not None:
-            inters = [os.path.join(root, self.inter_file)]
-            fmt = 'explicit'
-        else:
-            fmt, inters = detect_format(root)
-        if fmt == 'amazon_raw':
-            cat = self.category
-            ratings = [p for p in inters if cat is None or
-                       os.path.basename(p) == f'ratings_{cat}.csv']
-            metas = [p.replace('ratings_', 'meta_')[:-len('.csv')] + '.json.gz'
-                     for p in ratings]
-            return ratings + [m for m in metas if os.path.exists(m)]
-        extra: List[str] = []
-        for pattern in ('*.tsv', '*.csv', '*_feat.npy', '*.item', '*.user',
-                        'dataset.json'):
-            extra += glob.glob(os.path.join(root, pattern))
-        return [inters[0]] + sorted(set(extra) - {inters[0]})
-
     @property
     def raw_dir(self) -> str:
         return self.root
@@ -302,7 +413,7 @@ class RecDataset(InMemoryDataset):
 
     @property
     def raw_file_names(self) -> List[str]:
-        return [os.path.relpath(f, self.root) for f in self._files]
+        return [os.path.relpath(f, self.root) for f in self.files.paths]
 
     @property
     def processed_file_names(self) -> str:
@@ -316,7 +427,7 @@ class RecDataset(InMemoryDataset):
 
     def process(self) -> None:
         log.info('Processing %s', self.root)
-        raw = read_folder(self.root, self.inter_file, self.category)
+        raw = read_dataset_files(self.files)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
             data = build_hetero_data(raw, split=self.split_method,

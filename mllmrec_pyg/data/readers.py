@@ -15,7 +15,7 @@ import gzip
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -29,10 +29,26 @@ DEFAULT_TEXT_FIELDS = ('title', 'brand', 'categories', 'description',
 
 @dataclass
 class RawDataset:
-    r"""What a reader found in a dataset folder, before splitting."""
+    r"""What a reader found in a dataset folder, before splitting.
+
+    Args:
+        inter (pandas.DataFrame): The interactions, in the canonical columns.
+        source (str): The interaction file.
+        integer_ids (bool, optional): Whether ids are MMRec's 0-based integers
+            (node index == file id). (default: :obj:`False`)
+        item_table (pandas.DataFrame, optional): Item side information,
+            indexed by raw id. (default: :obj:`None`)
+        user_table (pandas.DataFrame, optional): User side information,
+            indexed by raw id. (default: :obj:`None`)
+        item_features (Dict[str, numpy.ndarray], optional): Modality features
+            by name, row ``i`` = item ``i``. (default: :obj:`{}`)
+        files (List[str], optional): The files that contributed data.
+            (default: :obj:`[]`)
+        root (str, optional): The dataset folder, against which relative image
+            paths resolve. (default: :obj:`''`)
+    """
     inter: pd.DataFrame
     source: str
-    #: Whether ids are MMRec's 0-based integers (node index == file id).
     integer_ids: bool = False
     item_table: Optional[pd.DataFrame] = None
     user_table: Optional[pd.DataFrame] = None
@@ -204,14 +220,18 @@ def _join_categories(value) -> str:
     return '' if value is None else str(value)
 
 
-def read_amazon_raw(folder: str, category: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    r"""Reads the raw Amazon 2014 review data of one category:
-    ``ratings_<Category>.csv`` (``user,item,rating,timestamp``, no header) and
-    ``meta_<Category>.json.gz`` (one Python-literal product dict per line).
+def find_amazon_raw(folder: str, category: Optional[str] = None
+                    ) -> Tuple[str, str]:
+    r"""Returns the paths of the ``ratings_<Category>.csv`` and
+    ``meta_<Category>.json.gz`` files of the raw Amazon 2014 category in
+    :obj:`folder`, raising :class:`FileNotFoundError` (with where to get them)
+    when either is missing or the category is ambiguous.
 
-    Returns the interactions, the item table (indexed by asin; ``title``,
-    ``brand``, ``categories``, ``description``, ``imUrl``, ``price``) and the
-    files read."""
+    Args:
+        folder (str): The dataset folder.
+        category (str, optional): The category, when :obj:`folder` holds
+            several. (default: :obj:`None`)
+    """
     ratings = sorted(glob.glob(os.path.join(folder, 'ratings_*.csv')))
     if category is not None:
         ratings = [p for p in ratings
@@ -231,22 +251,50 @@ def read_amazon_raw(folder: str, category: str | None = None) -> tuple[pd.DataFr
             f"{folder}: 'meta_{cat}.json.gz' is missing. Download the "
             f'metadata of {cat} from the Amazon review data (2014) page and '
             f'place it beside {os.path.basename(ratings[0])}')
-    df = pd.read_csv(ratings[0], header=None, dtype=str, keep_default_na=False,
+    return ratings[0], meta
+
+
+def read_amazon_ratings(path: str) -> pd.DataFrame:
+    r"""Reads a raw Amazon 2014 ``ratings_<Category>.csv`` file (lines
+    ``user,item,rating,timestamp``, no header) into the canonical columns
+    ``user``, ``item``, ``rating``, ``time`` and ``line``.
+
+    Args:
+        path (str): The ratings file.
+    """
+    df = pd.read_csv(path, header=None, dtype=str, keep_default_na=False,
                      names=['user', 'item', 'rating', 'time'])
     if len(df) == 0:
-        raise _error(ratings[0], None, 'the file is empty',
+        raise _error(path, None, 'the file is empty',
                      'Expected lines user,item,rating,timestamp')
     df['line'] = np.arange(1, len(df) + 1)
     for col in ('rating', 'time'):
         values = pd.to_numeric(df[col], errors='coerce')
         if values.isna().any():
             row = int(np.flatnonzero(values.isna().to_numpy())[0])
-            raise _error(ratings[0], row + 1, f'{col} {df[col].iloc[row]!r} '
+            raise _error(path, row + 1, f'{col} {df[col].iloc[row]!r} '
                          'is not a number', 'Expected lines '
                          'user,item,rating,timestamp')
         df[col] = values.to_numpy()
+    return df
+
+
+#: The columns of the item table read from an Amazon 2014 meta file.
+AMAZON_META_COLUMNS = ('asin', 'title', 'brand', 'categories', 'description',
+                       'imUrl', 'price')
+
+
+def read_amazon_meta(path: str) -> pd.DataFrame:
+    r"""Reads a raw Amazon 2014 ``meta_<Category>.json.gz`` file (one
+    Python-literal or JSON product dict per line) into an item table indexed
+    by asin, with the columns :obj:`AMAZON_META_COLUMNS` (the first line of
+    each asin wins; lines without an asin are skipped).
+
+    Args:
+        path (str): The meta file (gzipped or plain).
+    """
     rows = []
-    for obj in _literal_lines(meta):
+    for obj in _literal_lines(path):
         if not isinstance(obj, dict) or 'asin' not in obj:
             continue
         rows.append({
@@ -258,7 +306,25 @@ def read_amazon_raw(folder: str, category: str | None = None) -> tuple[pd.DataFr
             'imUrl': str(obj.get('imUrl', '') or ''),
             'price': '' if obj.get('price') is None else str(obj.get('price')),
         })
-    items = pd.DataFrame(rows, columns=['asin', 'title', 'brand', 'categories',
-                                        'description', 'imUrl', 'price'])
-    items = items.drop_duplicates('asin').set_index('asin', drop=False)
-    return df, items, [ratings[0], meta]
+    items = pd.DataFrame(rows, columns=list(AMAZON_META_COLUMNS))
+    return items.drop_duplicates('asin').set_index('asin', drop=False)
+
+
+def read_amazon_raw(folder: str, category: Optional[str] = None
+                    ) -> Tuple[pd.DataFrame, pd.DataFrame, List[str]]:
+    r"""Reads the raw Amazon 2014 review data of one category:
+    ``ratings_<Category>.csv`` (``user,item,rating,timestamp``, no header) and
+    ``meta_<Category>.json.gz`` (one Python-literal product dict per line),
+    as found by :func:`find_amazon_raw`.
+
+    Returns the interactions (:func:`read_amazon_ratings`), the item table
+    (:func:`read_amazon_meta`; indexed by asin; ``title``, ``brand``,
+    ``categories``, ``description``, ``imUrl``, ``price``) and the files read.
+
+    Args:
+        folder (str): The dataset folder.
+        category (str, optional): The category, when :obj:`folder` holds
+            several. (default: :obj:`None`)
+    """
+    ratings, meta = find_amazon_raw(folder, category)
+    return read_amazon_ratings(ratings), read_amazon_meta(meta), [ratings, meta]

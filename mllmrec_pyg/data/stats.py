@@ -10,13 +10,13 @@ from .interactions import INTERACTS
 
 def dataset_stats(data: HeteroData) -> Dict[str, int]:
     r"""Returns :obj:`users`, :obj:`items`, :obj:`interactions` and the
-    :obj:`train` / :obj:`valid` / :obj:`test` edge counts of :obj:`data`."""
+    :obj:`train` / :obj:`val` / :obj:`test` edge counts of :obj:`data`."""
     store = data[INTERACTS]
     return {
         'users': int(data['user'].num_nodes),
         'items': int(data['item'].num_nodes),
         'interactions': int(store.edge_index.size(1)),
         'train': int(store.train_mask.sum()),
-        'valid': int(store.val_mask.sum()),
+        'val': int(store.val_mask.sum()),
         'test': int(store.test_mask.sum()),
     }

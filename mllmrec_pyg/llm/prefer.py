@@ -7,9 +7,12 @@ r"""User preferences from the descriptions of the user's TRAINING items.
 The reference built :math:`\mathrm{List}_u` from all interactions, so the
 validation and test items a model is later scored on were described to the
 LLM: a test leak.  Here the list is read through
-:func:`mllmrec_pyg.data.train_edge_index`; :obj:`source="full_history"`
-reproduces the leaky protocol for measuring the leak, warns loudly
-(:class:`FullHistoryLeakWarning`) and is written into every artefact.
+:func:`mllmrec_pyg.data.history_edge_index` (the training edges);
+:obj:`source="full_history"` reproduces the leaky protocol for measuring the
+leak, warns loudly (:class:`FullHistoryLeakWarning`) and is written into
+every artefact.  Every artefact also records the
+:func:`~mllmrec_pyg.data.split_fingerprint` of the training edges, so that
+it is refused on another split.
 """
 from __future__ import annotations
 
@@ -17,26 +20,37 @@ import json
 import os
 import random
 import time
-import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from torch_geometric.data import HeteroData
 
-from mllmrec_pyg.data import edge_time, split_edge_index, train_edge_index
+from mllmrec_pyg.data.interactions import (
+    FullHistoryLeakWarning,
+    HistorySource,
+    history_edge_index,
+    split_fingerprint,
+)
 from mllmrec_pyg.llm.backends.base import GenerationBackend, GenerationRequest
 from mllmrec_pyg.llm.cache import GenerationCache
-from mllmrec_pyg.llm.outputs import write_json, write_tsv
+from mllmrec_pyg.llm.outputs import PREFERENCE_COLUMNS, write_json, write_tsv
 from mllmrec_pyg.llm.prompts import PreferencePrompt
-from mllmrec_pyg.llm.runner import RunResult, run_requests
+from mllmrec_pyg.llm.runner import RunResult, run_requests, run_summary
 
-PreferenceSource = Literal['train', 'full_history']
+#: Kept for backward compatibility: :obj:`mllmrec_pyg.data.HistorySource`.
+PreferenceSource = HistorySource
 
-
-class FullHistoryLeakWarning(UserWarning):
-    r"""Preferences are being built from the FULL history (validation and
-    test items included): every metric computed with them is leaked."""
+__all__ = [
+    'FullHistoryLeakWarning',
+    'HistoryPolicy',
+    'PreferencePrompts',
+    'PreferenceRun',
+    'PreferenceSource',
+    'UserPrompt',
+    'build_preference_prompts',
+    'generate_preferences',
+]
 
 
 @dataclass(frozen=True)
@@ -86,7 +100,7 @@ class UserPrompt:
 class PreferencePrompts:
     r"""The prompts of a run and how they were built."""
     prompts: List[UserPrompt]
-    source: PreferenceSource
+    source: HistorySource
     ordering: str
     policy: HistoryPolicy
     skipped_users: List[int] = field(default_factory=list)
@@ -96,7 +110,7 @@ class PreferencePrompts:
 def build_preference_prompts(
     data: HeteroData,
     descriptions: Sequence[str],
-    source: PreferenceSource = 'train',
+    source: HistorySource = 'train',
     policy: HistoryPolicy = HistoryPolicy(),
     template: PreferencePrompt = PreferencePrompt(),
     users: Optional[Sequence[int]] = None,
@@ -118,20 +132,8 @@ def build_preference_prompts(
     Users with no described item in the source get no prompt; they are
     listed in :obj:`skipped_users`.
     """
-    if source == 'train':
-        edge_index = train_edge_index(data)
-        times = edge_time(data, 'train')
-    elif source == 'full_history':
-        warnings.warn(
-            "preference_source='full_history': user preferences are built "
-            'from ALL interactions, validation and test items included. '
-            'Every metric computed with them is LEAKED; use it only to '
-            'measure the leak.', FullHistoryLeakWarning, stacklevel=2)
-        edge_index = split_edge_index(data, 'all')
-        times = edge_time(data, 'all')
-    else:
-        raise ValueError(f"Unknown preference source '{source}' (expected "
-                         "'train' or 'full_history')")
+    edge_index, times = history_edge_index(data, source,
+                                           what='user preferences')
     if len(descriptions) != int(data['item'].num_nodes):
         raise ValueError(f'Got {len(descriptions)} item descriptions for '
                          f"{int(data['item'].num_nodes)} items")
@@ -195,24 +197,21 @@ class PreferenceRun:
         return {int(u): t for u, t in self.result.texts.items()}
 
     def summary(self, data: HeteroData) -> Dict[str, Any]:
-        r"""Returns the :obj:`summary.json` content."""
+        r"""Returns the :obj:`summary.json` content: the keys every stage
+        shares (:func:`~mllmrec_pyg.llm.runner.run_summary`), then the
+        preference source, the :func:`~mllmrec_pyg.data.split_fingerprint`
+        of the training edges, the users and the history policy."""
         raw_users = data['user'].raw_id
         policy = self.prompts.policy
         return {
-            'backend': self.backend.name,
-            'model': self.backend.model,
-            'is_llm': self.backend.is_llm,
+            **run_summary(data, self.backend, self.result, self.seconds),
             'preference_source': self.prompts.source,
             'leak_warning': (None if self.prompts.source == 'train' else
                              'built from the FULL history (valid/test '
                              'included): metrics using these are leaked'),
-            'dataset': str(getattr(data, 'name', '')),
-            'domain': str(getattr(data, 'domain', '')),
+            'split_fingerprint': split_fingerprint(data),
             'users': len(self.prompts.prompts),
             'preferences': len(self.result.texts),
-            'calls': self.result.calls,
-            'cache_hits': self.result.cache_hits,
-            'failures': len(self.result.failures),
             'pending_users': len(self.result.pending),
             'failed_users': {raw_users[int(u)]: error for u, error in
                              self.result.failures.items()},
@@ -225,31 +224,26 @@ class PreferenceRun:
                 'seed': policy.seed,
                 'users_truncated': self.prompts.truncated_users,
             },
-            'generation_params': self.backend.generation_params,
-            'completion_tokens': self.result.completion_tokens,
-            'prompt_tokens': self.result.prompt_tokens,
-            'generation_seconds': round(self.result.generation_seconds, 3),
-            'tokens_per_second': self.result.tokens_per_second,
-            # This run's calls above; every output text (cached ones
-            # with the cost recorded when generated) here.
-            'all_outputs': self.result.totals(),
-            'seconds': round(self.seconds, 3),
             **self.extra,
         }
 
     def write(self, data: HeteroData, out: str) -> None:
         r"""Writes :obj:`out/preferences.tsv` (:obj:`user`,
-        :obj:`preference`, :obj:`preference_source`),
-        :obj:`out/prompts.jsonl` and :obj:`out/summary.json`, with ids as in
-        the dataset's files."""
+        :obj:`preference`, :obj:`preference_source`,
+        :obj:`split_fingerprint`), :obj:`out/prompts.jsonl` and
+        :obj:`out/summary.json`, with ids as in the dataset's files.
+
+        :func:`~mllmrec_pyg.llm.outputs.read_preferences_tsv` refuses the
+        file on a dataset whose training edges differ."""
         os.makedirs(out, exist_ok=True)
         raw_users = data['user'].raw_id
         raw_items = data['item'].raw_id
         source = self.prompts.source
+        fingerprint = split_fingerprint(data)
         texts = self.preferences()
         write_tsv(os.path.join(out, 'preferences.tsv'),
-                  ['user', 'preference', 'preference_source'],
-                  ([raw_users[p.user], texts[p.user], source]
+                  PREFERENCE_COLUMNS,
+                  ([raw_users[p.user], texts[p.user], source, fingerprint]
                    for p in self.prompts.prompts if p.user in texts))
         with open(os.path.join(out, 'prompts.jsonl'), 'w',
                   encoding='utf-8') as f:
@@ -269,7 +263,7 @@ def generate_preferences(
     backend: GenerationBackend,
     cache: GenerationCache,
     descriptions: Sequence[str],
-    source: PreferenceSource = 'train',
+    source: HistorySource = 'train',
     policy: HistoryPolicy = HistoryPolicy(),
     template: PreferencePrompt = PreferencePrompt(),
     users: Optional[Sequence[int]] = None,

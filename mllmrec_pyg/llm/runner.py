@@ -6,8 +6,9 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
+from torch_geometric.data import HeteroData
 from tqdm import tqdm
 
 from mllmrec_pyg.llm.backends.base import (
@@ -84,6 +85,158 @@ class RunResult:
         }
 
 
+def run_summary(data: HeteroData, backend: GenerationBackend,
+                result: RunResult, seconds: float) -> Dict[str, Any]:
+    r"""Returns the part of a run's :obj:`summary.json` that every stage
+    shares (``mllmrec describe`` and ``mllmrec prefer`` add their own keys):
+    the backend, the dataset, the calls, cache hits and failures, this
+    run's tokens and generation time, the cost of every output text
+    (:meth:`RunResult.totals`) and the wall time.
+
+    .. math::
+        \mathrm{tokens\_per\_second} =
+        \frac{\mathrm{completion\_tokens}}{\mathrm{generation\_seconds}}
+
+    Args:
+        data (HeteroData): The dataset (its :obj:`name` and :obj:`domain`).
+        backend (GenerationBackend): The backend that ran.
+        result (RunResult): What the run produced.
+        seconds (float): The run's wall time.
+    """
+    return {
+        'backend': backend.name,
+        'model': backend.model,
+        'is_llm': backend.is_llm,
+        'dataset': str(getattr(data, 'name', '')),
+        'domain': str(getattr(data, 'domain', '')),
+        'calls': result.calls,
+        'cache_hits': result.cache_hits,
+        'failures': len(result.failures),
+        'generation_params': backend.generation_params,
+        'completion_tokens': result.completion_tokens,
+        'prompt_tokens': result.prompt_tokens,
+        'generation_seconds': round(result.generation_seconds, 3),
+        'tokens_per_second': result.tokens_per_second,
+        # This run's calls above; every output text (cached ones with the
+        # cost recorded when generated) here.
+        'all_outputs': result.totals(),
+        'seconds': round(seconds, 3),
+    }
+
+
+#: The keys of :func:`run_summary`, in every stage's :obj:`summary.json`.
+SHARED_SUMMARY_KEYS: Tuple[str, ...] = (
+    'backend', 'model', 'is_llm', 'dataset', 'domain', 'calls', 'cache_hits',
+    'failures', 'generation_params', 'completion_tokens', 'prompt_tokens',
+    'generation_seconds', 'tokens_per_second', 'all_outputs', 'seconds')
+
+
+@dataclass
+class _Pending:
+    r"""The requests still to send: one per distinct cache key, with the
+    subjects that share it, in first-seen order."""
+    keys: List[str] = field(default_factory=list)
+    requests: Dict[str, GenerationRequest] = field(default_factory=dict)
+    subjects: Dict[str, List[str]] = field(default_factory=dict)
+
+    def add(self, key: str, subject: str, request: GenerationRequest) -> None:
+        if key not in self.subjects:
+            self.keys.append(key)
+            self.subjects[key] = []
+            self.requests[key] = request
+        self.subjects[key].append(subject)
+
+    def all_subjects(self) -> List[str]:
+        return [s for key in self.keys for s in self.subjects[key]]
+
+
+def read_cached(cache: GenerationCache, identity: Mapping[str, Any],
+                jobs: Sequence[Tuple[str, GenerationRequest]],
+                result: RunResult) -> _Pending:
+    r"""Fills :obj:`result` with the subjects of :obj:`jobs` the cache has
+    finished (counting each cached generation's cost once) and returns the
+    rest, grouped by cache key."""
+    pending = _Pending()
+    counted: Set[str] = set()
+    for subject, request in jobs:
+        key = generation_key(identity, request.prompt, request.image_digest())
+        hit = cache.get(key)
+        if hit is None or hit.text is None:
+            pending.add(key, subject, request)
+            continue
+        result.texts[subject] = hit.text
+        result.cache_hits += 1
+        if key not in counted:
+            counted.add(key)
+            result.cached_completion_tokens += hit.completion_tokens or 0
+            result.cached_prompt_tokens += hit.prompt_tokens or 0
+            result.cached_generation_seconds += hit.seconds or 0.0
+    return pending
+
+
+def non_empty(outcome: GenerationOutcome) -> GenerationOutcome:
+    r"""Returns :obj:`outcome`, or an :class:`EmptyGenerationError` when it
+    is a generation without text: an empty completion is no description or
+    preference, so it is recorded as a failure and asked again next run."""
+    if isinstance(outcome, Generation) and not outcome.text.strip():
+        return EmptyGenerationError(
+            f'the model returned no text ({outcome.completion_tokens} '
+            'completion tokens)')
+    return outcome
+
+
+class _OutcomeRecorder:
+    r"""The backend's callback: commits each outcome to the cache and the
+    result as it arrives, and advances the progress bar."""
+    def __init__(self, cache: GenerationCache, identity: Mapping[str, Any],
+                 task: str, pending: _Pending, result: RunResult,
+                 bar: tqdm) -> None:
+        self.cache, self.identity, self.task = cache, identity, task
+        self.pending, self.result, self.bar = pending, result, bar
+        # Seconds since the previous outcome: the time of each request for
+        # a sequential backend, the spacing of completions for a concurrent
+        # one.
+        self.last = time.perf_counter()
+
+    def __call__(self, index: int, outcome: GenerationOutcome) -> None:
+        key = self.pending.keys[index]
+        request = self.pending.requests[key]
+        subjects = self.pending.subjects[key]
+        now = time.perf_counter()
+        seconds, self.last = now - self.last, now
+        self.result.calls += 1
+        outcome = non_empty(outcome)
+        row: Dict[str, Any] = dict(identity=self.identity, task=self.task,
+                   subject=','.join(subjects), prompt=request.prompt,
+                   image_sha256=request.image_digest(), seconds=seconds)
+        if isinstance(outcome, Generation):
+            self.cache.put(key, text=outcome.text,
+                           prompt_tokens=outcome.prompt_tokens,
+                           completion_tokens=outcome.completion_tokens, **row)
+            for subject in subjects:
+                self.result.texts[subject] = outcome.text
+            self.result.completion_tokens += outcome.completion_tokens or 0
+            self.result.prompt_tokens += outcome.prompt_tokens or 0
+        else:
+            error = f'{type(outcome).__name__}: {outcome}'
+            self.cache.put(key, error=error, **row)
+            for subject in subjects:
+                self.result.failures[subject] = error
+        self.bar.update(len(subjects))
+        self.bar.set_postfix(hits=self.result.cache_hits,
+                             failed=len(self.result.failures), refresh=False)
+
+
+def progress_bar(total: int, done: int, label: str, enabled: bool) -> tqdm:
+    r"""Returns the run's progress bar on :obj:`stderr`, advanced by the
+    :obj:`done` cache hits."""
+    bar = tqdm(total=total, desc=label, unit='req', disable=not enabled,
+               file=sys.stderr, dynamic_ncols=True)
+    bar.update(done)
+    bar.set_postfix(hits=done, failed=0, refresh=False)
+    return bar
+
+
 def run_requests(backend: GenerationBackend, cache: GenerationCache,
                  task: str, jobs: Sequence[Tuple[str, GenerationRequest]],
                  progress: bool = True,
@@ -92,10 +245,11 @@ def run_requests(backend: GenerationBackend, cache: GenerationCache,
     r"""Completes :obj:`jobs` (pairs of subject id and request) with
     :obj:`backend`, through :obj:`cache`.
 
-    Subjects whose request is already in the cache cost no call; requests
-    that are identical for several subjects are sent once.  Each outcome is
-    committed to the cache from the backend's callback, before the next
-    request finishes, so interrupting the run keeps everything finished.
+    Subjects whose request is already in the cache cost no call
+    (:func:`read_cached`); requests that are identical for several subjects
+    are sent once.  Each outcome is committed to the cache from the
+    backend's callback, before the next request finishes, so interrupting
+    the run keeps everything finished.
 
     Args:
         backend (GenerationBackend): The backend.
@@ -111,79 +265,21 @@ def run_requests(backend: GenerationBackend, cache: GenerationCache,
     """
     identity = backend.identity()
     result = RunResult()
-    pending: Dict[str, List[str]] = {}
-    requests: Dict[str, GenerationRequest] = {}
-    counted: Set[str] = set()
-    for subject, request in jobs:
-        key = generation_key(identity, request.prompt, request.image_digest())
-        hit = cache.get(key)
-        if hit is not None and hit.text is not None:
-            result.texts[subject] = hit.text
-            result.cache_hits += 1
-            if key not in counted:
-                counted.add(key)
-                result.cached_completion_tokens += hit.completion_tokens or 0
-                result.cached_prompt_tokens += hit.prompt_tokens or 0
-                result.cached_generation_seconds += hit.seconds or 0.0
-            continue
-        pending.setdefault(key, []).append(subject)
-        requests[key] = request
+    pending = read_cached(cache, identity, jobs, result)
     if cached_only:
-        result.pending = [s for subjects in pending.values() for s in subjects]
+        result.pending = pending.all_subjects()
         return result
-
-    bar = tqdm(total=len(jobs), desc=description or task, unit='req',
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    bar.update(result.cache_hits)
-    bar.set_postfix(hits=result.cache_hits, failed=0, refresh=False)
-
-    keys = list(pending)
+    bar = progress_bar(len(jobs), result.cache_hits, description or task,
+                       progress)
     started = time.perf_counter()
-    # Seconds since the previous outcome: the time of each request for a
-    # sequential backend, the spacing of completions for a concurrent one.
-    last = [started]
-
-    def on_result(index: int, outcome: GenerationOutcome) -> None:
-        key = keys[index]
-        request = requests[key]
-        subjects = pending[key]
-        now = time.perf_counter()
-        seconds, last[0] = now - last[0], now
-        result.calls += 1
-        if isinstance(outcome, Generation) and not outcome.text.strip():
-            # An empty completion is no description or preference: record it
-            # as a failure so the next run asks again.
-            outcome = EmptyGenerationError(
-                f'the model returned no text ({outcome.completion_tokens} '
-                f'completion tokens)')
-        if isinstance(outcome, Generation):
-            cache.put(key, identity=identity, task=task,
-                      subject=','.join(subjects), prompt=request.prompt,
-                      image_sha256=request.image_digest(), text=outcome.text,
-                      prompt_tokens=outcome.prompt_tokens,
-                      completion_tokens=outcome.completion_tokens,
-                      seconds=seconds)
-            for subject in subjects:
-                result.texts[subject] = outcome.text
-            result.completion_tokens += outcome.completion_tokens or 0
-            result.prompt_tokens += outcome.prompt_tokens or 0
-        else:
-            error = f'{type(outcome).__name__}: {outcome}'
-            cache.put(key, identity=identity, task=task,
-                      subject=','.join(subjects), prompt=request.prompt,
-                      image_sha256=request.image_digest(), error=error,
-                      seconds=seconds)
-            for subject in subjects:
-                result.failures[subject] = error
-        bar.update(len(subjects))
-        bar.set_postfix(hits=result.cache_hits, failed=len(result.failures),
-                        refresh=False)
-
     try:
-        if keys:
-            backend.generate_many([requests[key] for key in keys], on_result)
+        if pending.keys:
+            recorder = _OutcomeRecorder(cache, identity, task, pending,
+                                        result, bar)
+            backend.generate_many([pending.requests[key]
+                                   for key in pending.keys], recorder)
     finally:
-        result.generation_seconds = time.perf_counter() - started if keys \
-            else 0.0
+        result.generation_seconds = (time.perf_counter() - started
+                                     if pending.keys else 0.0)
         bar.close()
     return result

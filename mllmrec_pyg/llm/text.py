@@ -176,3 +176,49 @@ def compose_item_descriptions(
                 if isinstance(tokenizer, WordTokenizer)
                 else type(tokenizer).__name__}
     return ItemDescriptions(texts=texts, counts=counts, settings=settings)
+
+
+def prompt_item_descriptions(
+    data: HeteroData,
+    image_descriptions: Optional[Mapping[int, str]] = None,
+    tokenizer: Optional[Tokenizer] = None,
+    max_tokens: Optional[int] = None,
+) -> ItemDescriptions:
+    r"""The item descriptions :math:`D_m^i = D_t^i \oplus D_s^i` that both
+    the encoder (:math:`\mathbf{e}_i = \mathrm{Encoder}(D_m^i)`) and Prompt2
+    read: the one input path of ``mllmrec run`` and ``mllmrec prefer``, so
+    that both give the same prompts for the same users.
+
+    .. math::
+        P_u = \mathrm{MLLM}(\mathrm{Prompt2}, [D_m^i \mid (u, i) \in
+        \mathcal{E}_{\mathrm{train}}])
+
+    It is :func:`compose_item_descriptions` with the default encoder's
+    tokenizer and token budget (all-MiniLM-L6-v2: 254 word pieces), loaded
+    without the encoder's weights when no encoder is given
+    (:func:`~mllmrec_pyg.llm.encode.default_encoder_tokenizer`).
+
+    Args:
+        data (HeteroData): The dataset.
+        image_descriptions (Mapping[int, str], optional): :math:`D_s^i` per
+            item index. (default: :obj:`None`)
+        tokenizer (Tokenizer, optional): Counts tokens; pass
+            :obj:`encoder.tokenizer` of an open
+            :class:`~mllmrec_pyg.llm.encode.TextEncoder`.
+            (default: the default encoder's tokenizer)
+        max_tokens (int, optional): The token budget of one description;
+            pass :obj:`encoder.token_budget()`.
+            (default: the default encoder's budget, :obj:`254`)
+    """
+    from mllmrec_pyg.llm.encode import (
+        default_encoder_tokenizer,
+        default_token_budget,
+    )
+
+    if tokenizer is None:
+        tokenizer = default_encoder_tokenizer()
+    if max_tokens is None:
+        max_tokens = default_token_budget()
+    return compose_item_descriptions(data, image_descriptions or {},
+                                     tokenizer=tokenizer,
+                                     max_tokens=max_tokens)

@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Union
+from typing import List, Union
 
 import numpy as np
 import torch
@@ -15,41 +15,46 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from mllmrec_pyg.data import INTERACTS, split_edge_index, train_edge_index
+from mllmrec_pyg.nn.models.base import Recommender
+from mllmrec_pyg.utils.pairs import PairSet
+from mllmrec_pyg.utils.ranking import topk_items
 
 from .beyond_accuracy import catalogue_coverage, novelty
 from .ranking import RANKING_METRICS, ranking_metrics
 
-EmbeddingSource = Union[torch.nn.Module, tuple[Tensor, Tensor]]
+#: What the evaluator ranks with: a recommender (its :meth:`embed` is called
+#: in evaluation mode) or its :obj:`(user_emb, item_emb)` representations.
+EmbeddingSource = Union[Recommender, tuple[Tensor, Tensor]]
 
 
 @dataclass
 class _UserItemSets:
-    r"""A user -> sorted, de-duplicated item lists map in CSR form, plus
-    the flat sorted :obj:`user * num_items + item` keys for membership
-    tests by binary search."""
+    r"""A user -> sorted, de-duplicated item lists map in CSR form, over the
+    :class:`~mllmrec_pyg.utils.PairSet` that tests membership."""
+    pairs: PairSet
     ptr: Tensor
     item: Tensor
-    keys: Tensor
+
+    @classmethod
+    def from_pairs(cls, pairs: PairSet, num_users: int) -> _UserItemSets:
+        ptr = torch.zeros(num_users + 1, dtype=torch.long)
+        ptr[1:] = torch.bincount(pairs.user, minlength=num_users).cumsum(0)
+        return cls(pairs=pairs, ptr=ptr, item=pairs.item)
 
     @classmethod
     def from_edges(cls, edge_index: Tensor, num_users: int, num_items: int) -> _UserItemSets:
-        keys = torch.unique(edge_index[0].long() * num_items + edge_index[1].long())
-        user = keys // num_items
-        ptr = torch.zeros(num_users + 1, dtype=torch.long)
-        ptr[1:] = torch.bincount(user, minlength=num_users).cumsum(0)
-        return cls(ptr=ptr, item=keys % num_items, keys=keys)
+        return cls.from_pairs(PairSet(edge_index, num_items), num_users)
 
-    def union(self, other: _UserItemSets, num_users: int, num_items: int) -> _UserItemSets:
-        keys = torch.unique(torch.cat([self.keys, other.keys]))
-        edge_index = torch.stack([keys // num_items, keys % num_items])
-        return _UserItemSets.from_edges(edge_index, num_users, num_items)
+    def union(self, other: _UserItemSets, num_users: int) -> _UserItemSets:
+        return _UserItemSets.from_pairs(self.pairs.union(other.pairs), num_users)
 
     def count(self) -> Tensor:
         return self.ptr[1:] - self.ptr[:-1]
 
     def rows(self, users: Tensor) -> tuple[Tensor, Tensor]:
         r"""Returns (position in :obj:`users`, item) of every item of
-        :obj:`users`, without a Python loop over users."""
+        :obj:`users`, ordered by position, without a Python loop over
+        users."""
         start, count = self.ptr[users], self.ptr[users + 1] - self.ptr[users]
         row = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), count)
         offset = torch.arange(row.numel(), device=users.device)
@@ -57,7 +62,7 @@ class _UserItemSets:
         return row, self.item[offset]
 
     def to(self, device: torch.device) -> _UserItemSets:
-        return _UserItemSets(self.ptr.to(device), self.item.to(device), self.keys.to(device))
+        return _UserItemSets(self.pairs.to(device), self.ptr.to(device), self.item.to(device))
 
 
 @dataclass
@@ -128,7 +133,7 @@ class Evaluator:
     By default (as MMRec) validation items are *not* excluded when ranking
     for the test split: a user's validation items compete with the test
     items.  Then both splits share one ranking, which :meth:`evaluate`
-    computes once.  :obj:`exclude_valid_at_test=True` also removes them.
+    computes once.  :obj:`exclude_val_at_test=True` also removes them.
 
     The per-user definitions coincide with those of PyG's
     :class:`~torch_geometric.metrics.LinkPredRecall`,
@@ -151,11 +156,11 @@ class Evaluator:
             :obj:`('user', 'interacts', 'item')` edges.
         ks (Sequence[int]): Cut-offs. (default: :obj:`(5, 10, 20, 50)`)
         batch_size (int): Users scored at once. (default: :obj:`1024`)
-        exclude_valid_at_test (bool): Also exclude validation items when
+        exclude_val_at_test (bool): Also exclude validation items when
             ranking for the test split. (default: :obj:`False`, MMRec)
     """
     def __init__(self, data: HeteroData, ks: Sequence[int] = (5, 10, 20, 50),
-                 batch_size: int = 1024, exclude_valid_at_test: bool = False) -> None:
+                 batch_size: int = 1024, exclude_val_at_test: bool = False) -> None:
         if len(ks) == 0 or min(ks) < 1:
             raise ValueError(f'ks must be positive cut-offs, got {list(ks)}')
         if batch_size < 1:
@@ -163,7 +168,7 @@ class Evaluator:
         self.ks = sorted(set(int(k) for k in ks))
         self.max_k = self.ks[-1]
         self.batch_size = batch_size
-        self.exclude_valid_at_test = exclude_valid_at_test
+        self.exclude_val_at_test = exclude_val_at_test
         self.num_users = int(data['user'].num_nodes)
         self.num_items = int(data['item'].num_nodes)
         # A catalogue smaller than a cut-off is ranked whole: the positions
@@ -184,8 +189,8 @@ class Evaluator:
             self._truth[split] = truth
             self.users[split] = torch.nonzero((truth.count() > 0) & has_train).view(-1)
         self._exclude: dict[str, _UserItemSets] = {split: self._train for split in self._truth}
-        if exclude_valid_at_test and 'test' in self._truth and 'val' in self._truth:
-            self._exclude['test'] = self._train.union(self._truth["val"], num_u, num_i)
+        if exclude_val_at_test and 'test' in self._truth and 'val' in self._truth:
+            self._exclude['test'] = self._train.union(self._truth['val'], num_u)
 
     @property
     def splits(self) -> list[str]:
@@ -195,50 +200,35 @@ class Evaluator:
     def __repr__(self) -> str:
         users = ', '.join(f'{s}={v.numel()}' for s, v in self.users.items())
         return (f'{self.__class__.__name__}(ks={self.ks}, users=({users}), '
-                f'exclude_valid_at_test={self.exclude_valid_at_test})')
+                f'exclude_val_at_test={self.exclude_val_at_test})')
 
     @torch.no_grad()
     def rank(self, user_emb: Tensor, item_emb: Tensor, users: Tensor,
              exclude: Union[str, None] = 'train', k: Union[int, None] = None) -> Tensor:
-        r"""Returns the :obj:`[len(users), k]` top-ranked items of
-        :obj:`users` by dot product, with the items of :obj:`exclude`
-        (:obj:`'train'`, a split whose exclusions to use, or :obj:`None`)
-        ranked last.  Scores :obj:`batch_size` users at a time."""
-        k = self.rank_k if k is None else min(k, self.num_items)
+        r"""Returns the :obj:`[len(users), min(k, num_items)]` top-ranked
+        items of :obj:`users` by dot product
+        (:func:`~mllmrec_pyg.utils.topk_items`), with the items of
+        :obj:`exclude` (:obj:`'train'`, a split whose exclusions to use, or
+        :obj:`None`) ranked last.  Scores :obj:`batch_size` users at a
+        time; :obj:`k` defaults to the largest cut-off."""
+        k = self.rank_k if k is None else k
         device = item_emb.device
-        sets = None
-        if exclude == 'train':
-            sets = self._train.to(device)
-        elif exclude is not None:
-            sets = self._exclude[exclude].to(device)
         users = users.to(device)
-        out = torch.empty(users.numel(), k, dtype=torch.long, device=device)
-        item_t = item_emb.t()
-        for start in range(0, users.numel(), self.batch_size):
-            chunk = users[start:start + self.batch_size]
-            scores = user_emb[chunk] @ item_t
-            if sets is not None:
-                row, col = sets.rows(chunk)
-                scores[row, col] = float('-inf')
-            out[start:start + chunk.numel()] = scores.topk(k, dim=1).indices
-        return out
+        excluded = None
+        if exclude is not None:
+            sets = self._train if exclude == 'train' else self._exclude[exclude]
+            excluded = torch.stack(sets.to(device).rows(users))
+        return topk_items(user_emb, item_emb, users, k, excluded, self.batch_size)
 
     def is_excluded(self, split: str, users: Tensor, items: Tensor) -> Tensor:
         r"""Whether each (user, item) pair is excluded from the ranking of
         :obj:`split` (a training item, or a validation item at test time
-        with :obj:`exclude_valid_at_test`)."""
-        keys = self._exclude[split].keys.to(items.device)
-        query = users.to(items.device) * self.num_items + items
-        if keys.numel() == 0:
-            return torch.zeros_like(query, dtype=torch.bool)
-        pos = torch.searchsorted(keys, query).clamp(max=keys.numel() - 1)
-        return keys[pos] == query
+        with :obj:`exclude_val_at_test`)."""
+        return self._exclude[split].pairs.to(items.device).contains(
+            users.to(items.device), items)
 
     def _hits(self, split: str, users: Tensor, topk: Tensor) -> Tensor:
-        keys = self._truth[split].keys.to(topk.device)
-        query = users.view(-1, 1) * self.num_items + topk
-        pos = torch.searchsorted(keys, query).clamp(max=max(keys.numel() - 1, 0))
-        return keys[pos] == query if keys.numel() > 0 else torch.zeros_like(query, dtype=torch.bool)
+        return self._truth[split].pairs.to(topk.device).contains(users.view(-1, 1), topk)
 
     def _result(self, split: str, users: Tensor, topk: Tensor) -> EvaluationResult:
         hits = self._hits(split, users, topk)
@@ -258,6 +248,23 @@ class Evaluator:
                                 per_user={k: v.cpu() for k, v in per_user.items()},
                                 summary=summary)
 
+    @staticmethod
+    def _embed(source: EmbeddingSource) -> tuple[Tensor, Tensor]:
+        if not isinstance(source, torch.nn.Module):
+            user_emb, item_emb = source
+            return user_emb, item_emb
+        was_training = source.training
+        source.eval()
+        user_emb, item_emb = source.embed()
+        source.train(was_training)
+        return user_emb, item_emb
+
+    def _check_splits(self, splits: Sequence[str]) -> None:
+        for split in splits:
+            if split not in self._truth:
+                raise ValueError(f"The dataset has no '{split}' split to evaluate "
+                                 f"(available: {self.splits})")
+
     @torch.no_grad()
     def evaluate(self, source: EmbeddingSource,
                  splits: Sequence[str] = ('val', 'test')) -> dict[str, EvaluationResult]:
@@ -266,17 +273,8 @@ class Evaluator:
 
         Splits that exclude the same items share one ranking pass.
         """
-        for split in splits:
-            if split not in self._truth:
-                raise ValueError(f"The dataset has no '{split}' split to evaluate "
-                                 f"(available: {self.splits})")
-        if isinstance(source, torch.nn.Module):
-            was_training = source.training
-            source.eval()
-            user_emb, item_emb = source.embed()  # type: ignore[operator]
-            source.train(was_training)
-        else:
-            user_emb, item_emb = source
+        self._check_splits(splits)
+        user_emb, item_emb = self._embed(source)
 
         groups: dict[int, list[str]] = {}
         for split in splits:
@@ -290,3 +288,35 @@ class Evaluator:
                 index = torch.searchsorted(users, self.users[split].to(topk.device))
                 out[split] = self._result(split, users[index], topk[index])
         return {split: out[split] for split in splits}
+
+    @torch.no_grad()
+    def recommend(self, source: EmbeddingSource, users: Tensor, split: str = 'test',
+                  k: int = 50) -> List[List[int]]:
+        r"""Returns the top-:obj:`k` item lists of :obj:`users` as ranked for
+        :obj:`split`, best first, with the items excluded from that ranking
+        (training items, plus validation items at test time with
+        :obj:`exclude_val_at_test`) removed: a user with fewer than
+        :obj:`k` candidate items gets a shorter list.
+
+        The ranking is the one :meth:`evaluate` scores
+        (:func:`~mllmrec_pyg.utils.topk_items`, the code path of
+        :meth:`~mllmrec_pyg.nn.models.Recommender.recommend`), so the lists
+        of the evaluated users are the prefixes of their
+        :attr:`EvaluationResult.topk`.
+
+        Args:
+            source (Recommender or Tuple[torch.Tensor, torch.Tensor]): The
+                recommender (embedded in evaluation mode) or its
+                :obj:`(user_emb, item_emb)`.
+            users (torch.Tensor): :obj:`[N]` user indices, e.g.
+                :obj:`evaluator.users['test']`.
+            split (str, optional): The split whose exclusions apply,
+                :obj:`'val'` or :obj:`'test'`. (default: :obj:`'test'`)
+            k (int, optional): The length of the lists. (default: :obj:`50`)
+        """
+        self._check_splits([split])
+        user_emb, item_emb = self._embed(source)
+        users = users.cpu()
+        topk = self.rank(user_emb, item_emb, users, exclude=split, k=k).cpu()
+        excluded = self.is_excluded(split, users.view(-1, 1).expand_as(topk), topk)
+        return [row[~drop].tolist() for row, drop in zip(topk, excluded, strict=True)]

@@ -1,7 +1,15 @@
 r"""Layers, losses and recommenders."""
 from .conv import LightGCNConv
 from .loss import bpr_loss, embedding_norm_loss
-from .models import BPRMF, VBPR, LightGCN, MLLMRec, Recommender, build_model
+from .models import (
+    BPRMF,
+    VBPR,
+    LightGCN,
+    MLLMRec,
+    Recommender,
+    build_model,
+    item_graph_propagation,
+)
 
 __all__ = [
     'LightGCNConv',
@@ -11,6 +19,7 @@ __all__ = [
     'BPRMF',
     'VBPR',
     'build_model',
+    'item_graph_propagation',
     'bpr_loss',
     'embedding_norm_loss',
 ]

@@ -3,58 +3,31 @@ so that :class:`~mllmrec_pyg.nn.conv.LightGCNConv` takes its fused
 sparse-dense product path.
 
 Two layouts, by use: a :class:`torch.sparse_csr` tensor
-(:func:`sparse_adjacency`) has the fastest forward product, but its backward
-pass transposes it at every call; a column-sorted
-:class:`~torch_geometric.EdgeIndex` with its cache filled
+(:func:`sparse_adjacency`, the package's one CSR builder, defined in
+:mod:`mllmrec_pyg.utils.sparse` and re-exported here) has the fastest
+forward product, but its backward pass transposes it at every call; a
+column-sorted :class:`~torch_geometric.EdgeIndex` with its cache filled
 (:func:`edge_index_adjacency`) keeps both orientations, so propagation that
 needs gradients uses it."""
 from __future__ import annotations
 
-import warnings
 from typing import Tuple
 
 import torch
 from torch import Tensor
 from torch_geometric import EdgeIndex
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
-from torch_geometric.utils import coalesce, to_torch_csr_tensor
+from torch_geometric.utils import coalesce
 
+from mllmrec_pyg.utils.sparse import check_graph, sparse_adjacency
 
-def _check_graph(edge_index: Tensor, edge_weight: Tensor | None,
-                 num_nodes: int) -> None:
-    if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"'edge_index' must have shape [2, E] "
-                         f"(got {list(edge_index.shape)})")
-    if edge_weight is not None and edge_weight.numel() != edge_index.size(1):
-        raise ValueError(f"'edge_weight' has {edge_weight.numel()} entries "
-                         f"for {edge_index.size(1)} edges")
-    if edge_index.numel() > 0 and int(edge_index.max()) >= num_nodes:
-        raise ValueError(f"'edge_index' refers to node {int(edge_index.max())}"
-                         f" but the graph has {num_nodes} nodes")
-
-
-def sparse_adjacency(edge_index: Tensor, edge_weight: Tensor | None,
-                     num_nodes: int) -> Tensor:
-    r"""Returns the transposed adjacency :math:`\mathbf{A}^{\top}` of the
-    graph as a :class:`torch.sparse_csr` tensor whose values are the edge
-    weights (:obj:`1` when :obj:`edge_weight` is :obj:`None`): row
-    :math:`i` lists the in-edges of node :math:`i`, the layout
-    :class:`~mllmrec_pyg.nn.conv.LightGCNConv` aggregates with.
-
-    Args:
-        edge_index (torch.Tensor): :obj:`[2, E]` indices (row: source,
-            column: target).
-        edge_weight (torch.Tensor, optional): :obj:`[E]` weights.
-        num_nodes (int): The number of nodes.
-    """
-    _check_graph(edge_index, edge_weight, num_nodes)
-    with warnings.catch_warnings():
-        # torch warns on every CSR construction that it does not validate
-        # the indices; _check_graph has just done so.
-        warnings.filterwarnings('ignore', category=UserWarning,
-                                message='Sparse invariant checks')
-        return to_torch_csr_tensor(edge_index.flip(0), edge_weight,
-                                   size=(num_nodes, num_nodes))
+__all__ = [
+    'sparse_adjacency',
+    'normalized_adjacency',
+    'edge_index_adjacency',
+    'bipartite_edges',
+    'bipartite_adjacency',
+]
 
 
 def normalized_adjacency(edge_index: Tensor, edge_weight: Tensor | None,
@@ -69,7 +42,7 @@ def normalized_adjacency(edge_index: Tensor, edge_weight: Tensor | None,
         edge_weight (torch.Tensor, optional): :obj:`[E]` weights.
         num_nodes (int): The number of nodes.
     """
-    _check_graph(edge_index, edge_weight, num_nodes)
+    check_graph(edge_index, edge_weight, num_nodes)
     index, weight = gcn_norm(edge_index, edge_weight, num_nodes,
                              add_self_loops=False)
     return sparse_adjacency(index, weight, num_nodes)
@@ -88,7 +61,7 @@ def edge_index_adjacency(edge_index: Tensor, edge_weight: Tensor | None,
         edge_weight (torch.Tensor, optional): :obj:`[E]` weights.
         num_nodes (int): The number of nodes.
     """
-    _check_graph(edge_index, edge_weight, num_nodes)
+    check_graph(edge_index, edge_weight, num_nodes)
     index = EdgeIndex(edge_index.contiguous(),
                       sparse_size=(num_nodes, num_nodes))
     index, perm = index.sort_by('col')

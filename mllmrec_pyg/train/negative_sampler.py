@@ -7,6 +7,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from mllmrec_pyg.utils.pairs import PairSet
+
 
 class UniformNegativeSampler:
     r"""Draws (user, positive item, negative item) triples for the BPR loss,
@@ -20,8 +22,8 @@ class UniformNegativeSampler:
         \mathcal{I}^{+}_u\right)
 
     Rejection is vectorised: all negatives of an epoch are drawn at once and
-    only the rejected ones are re-drawn, membership being tested by binary
-    search on sorted :obj:`user * num_items + item` keys.
+    only the rejected ones are re-drawn, membership being tested by the
+    binary search of :class:`~mllmrec_pyg.utils.PairSet` (:attr:`positives`).
 
     Args:
         train_edge_index (torch.Tensor): :obj:`[2, E]` TRAINING user -> item
@@ -44,13 +46,13 @@ class UniformNegativeSampler:
         self.all_items = all_items
         self.user = train_edge_index[0].long().cpu()
         self.item = train_edge_index[1].long().cpu()
-        self._keys = torch.unique(self.user * num_items + self.item)
+        self.positives = PairSet(torch.stack([self.user, self.item]), num_items)
         if all_items:
             self.candidates = torch.arange(num_items)
         else:
             self.candidates = torch.unique(self.item)
         if self.user.numel() > 0:
-            positives = torch.bincount(self._keys // num_items)
+            positives = torch.bincount(self.positives.user)
             if int(positives.max()) >= self.candidates.numel():
                 user = int(positives.argmax())
                 raise ValueError(f'User {user} has a training interaction with every '
@@ -67,11 +69,7 @@ class UniformNegativeSampler:
 
     def is_positive(self, user: Tensor, item: Tensor) -> Tensor:
         r"""Whether each (user, item) pair is a training interaction."""
-        if self._keys.numel() == 0:
-            return torch.zeros_like(user, dtype=torch.bool)
-        query = user * self.num_items + item
-        pos = torch.searchsorted(self._keys, query).clamp(max=self._keys.numel() - 1)
-        return self._keys[pos] == query
+        return self.positives.contains(user, item)
 
     def sample_negatives(self, user: Tensor,
                          generator: Optional[torch.Generator] = None) -> Tensor:

@@ -14,14 +14,15 @@ from tqdm.auto import tqdm
 from mllmrec_pyg.data import train_edge_index
 from mllmrec_pyg.metrics import EvaluationResult, Evaluator
 from mllmrec_pyg.metrics.ranking import RANKING_METRICS
+from mllmrec_pyg.nn.models.base import Recommender
 
 from .early_stopping import EarlyStopping
 from .metric_logger import MetricLogger
 from .negative_sampler import UniformNegativeSampler
 
 #: Settings a resumed run must share with the run that wrote the checkpoint.
-_RESUME_KEYS = ('lr', 'weight_decay', 'batch_size', 'patience', 'valid_metric', 'seed',
-                'all_items_negatives', 'exclude_valid_at_test', 'ks')
+_RESUME_KEYS = ('lr', 'weight_decay', 'batch_size', 'patience', 'val_metric', 'seed',
+                'all_items_negatives', 'exclude_val_at_test', 'ks')
 
 
 @dataclass
@@ -34,7 +35,7 @@ class TrainResult:
         epochs_trained (int): Epochs run in total (resumed runs included).
         stopped_early (bool): Whether patience ran out before
             :obj:`max_epochs`.
-        valid (EvaluationResult): Validation metrics of the best epoch.
+        val (EvaluationResult): Validation metrics of the best epoch.
         test (EvaluationResult, optional): Test metrics of the best epoch,
             computed once, after training.
         history (List[Dict[str, Any]]): The per-epoch log rows.
@@ -42,7 +43,7 @@ class TrainResult:
     best_epoch: int
     epochs_trained: int
     stopped_early: bool
-    valid: EvaluationResult
+    val: EvaluationResult
     test: Optional[EvaluationResult]
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -67,7 +68,7 @@ class Trainer:
     (:class:`UniformNegativeSampler`, batches of :obj:`batch_size`, Adam),
     then evaluates the validation split by full ranking
     (:class:`~mllmrec_pyg.metrics.Evaluator`).  Training stops when
-    :obj:`valid_metric` has not STRICTLY improved for more than
+    :obj:`val_metric` has not STRICTLY improved for more than
     :obj:`patience` epochs (:class:`EarlyStopping`) or after
     :obj:`max_epochs`.  The parameters of the best validation epoch are then
     restored and the test split is evaluated once, with them.
@@ -88,10 +89,10 @@ class Trainer:
         batch_size (int): Training triples per step. (default: :obj:`2048`)
         max_epochs (int): Epoch budget. (default: :obj:`1000`)
         patience (int): Early-stopping patience. (default: :obj:`20`)
-        valid_metric (str): The selection metric. (default: :obj:`'recall@20'`)
+        val_metric (str): The selection metric. (default: :obj:`'recall@20'`)
         ks (Sequence[int]): Evaluation cut-offs. (default: :obj:`(5, 10, 20, 50)`)
         eval_batch_size (int): Users scored at once. (default: :obj:`1024`)
-        exclude_valid_at_test (bool): Exclude validation items when ranking
+        exclude_val_at_test (bool): Exclude validation items when ranking
             for the test split. (default: :obj:`False`, as MMRec)
         seed (int): Seed of the negative sampler's generator.
             (default: :obj:`2024`)
@@ -104,11 +105,11 @@ class Trainer:
         tensorboard (bool): Also log to TensorBoard in :obj:`out_dir/tb`.
             (default: :obj:`False`)
     """
-    def __init__(self, model: torch.nn.Module, data: HeteroData, *, lr: float = 1e-3,
+    def __init__(self, model: Recommender, data: HeteroData, *, lr: float = 1e-3,
                  weight_decay: float = 0.0, batch_size: int = 2048, max_epochs: int = 1000,
-                 patience: int = 20, valid_metric: str = 'recall@20',
+                 patience: int = 20, val_metric: str = 'recall@20',
                  ks: Sequence[int] = (5, 10, 20, 50), eval_batch_size: int = 1024,
-                 exclude_valid_at_test: bool = False, seed: int = 2024,
+                 exclude_val_at_test: bool = False, seed: int = 2024,
                  all_items_negatives: bool = False, out_dir: Optional[str] = None,
                  checkpoint_every: int = 1, progress: bool = True,
                  tensorboard: bool = False) -> None:
@@ -123,9 +124,9 @@ class Trainer:
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.patience = patience
-        self.valid_metric = valid_metric
+        self.val_metric = val_metric
         self.ks = tuple(sorted(set(int(k) for k in ks)))
-        self.exclude_valid_at_test = exclude_valid_at_test
+        self.exclude_val_at_test = exclude_val_at_test
         self.seed = seed
         self.all_items_negatives = all_items_negatives
         self.out_dir = out_dir
@@ -137,11 +138,11 @@ class Trainer:
                                               batch_size=batch_size,
                                               all_items=all_items_negatives)
         self.evaluator = Evaluator(data, ks=self.ks, batch_size=eval_batch_size,
-                                   exclude_valid_at_test=exclude_valid_at_test)
-        name, _, k = valid_metric.partition('@')
+                                   exclude_val_at_test=exclude_val_at_test)
+        name, _, k = val_metric.partition('@')
         per_user = (*RANKING_METRICS, 'novelty')
         if not k.isdigit() or int(k) not in self.ks or name not in per_user:
-            raise ValueError(f"valid_metric '{valid_metric}' must be a per-user metric "
+            raise ValueError(f"val_metric '{val_metric}' must be a per-user metric "
                              f"({', '.join(per_user)}) at one of the cut-offs "
                              f"{list(self.ks)}, e.g. 'recall@20'")
         if 'val' not in self.evaluator.splits:
@@ -167,14 +168,14 @@ class Trainer:
         r"""The settings of this trainer, as stored in checkpoints."""
         return {'lr': self.lr, 'weight_decay': self.weight_decay,
                 'batch_size': self.batch_size, 'max_epochs': self.max_epochs,
-                'patience': self.patience, 'valid_metric': self.valid_metric,
-                'ks': list(self.ks), 'exclude_valid_at_test': self.exclude_valid_at_test,
+                'patience': self.patience, 'val_metric': self.val_metric,
+                'ks': list(self.ks), 'exclude_val_at_test': self.exclude_val_at_test,
                 'seed': self.seed, 'all_items_negatives': self.all_items_negatives}
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.model.__class__.__name__}, lr={self.lr}, '
                 f'batch_size={self.batch_size}, max_epochs={self.max_epochs}, '
-                f'patience={self.patience}, valid_metric={self.valid_metric})')
+                f'patience={self.patience}, val_metric={self.val_metric})')
 
     def _device(self) -> torch.device:
         for tensor in self.model.parameters():
@@ -190,8 +191,7 @@ class Trainer:
         batches = 0
         for user, pos, neg in self.sampler.epoch(self.generator):
             self.optimizer.zero_grad()
-            loss = self.model.loss(user.to(device), pos.to(device),  # type: ignore[operator]
-                                   neg.to(device))
+            loss = self.model.loss(user.to(device), pos.to(device), neg.to(device))
             loss.backward()
             self.optimizer.step()
             total += loss.detach()
@@ -272,7 +272,7 @@ class Trainer:
                 start = time.perf_counter()
                 valid = self.evaluator.evaluate(self.model, splits=('val', ))['val']
                 eval_time = time.perf_counter() - start
-                score = valid[self.valid_metric]
+                score = valid[self.val_metric]
                 improved = self.early_stopping.step(score, self.epoch)
                 if improved:
                     self.best_state = {k: v.detach().cpu().clone()
@@ -281,7 +281,7 @@ class Trainer:
                 row: dict[str, Any] = {'epoch': self.epoch, 'loss': loss,
                                        'train_time_s': train_time, 'eval_time_s': eval_time,
                                        'improved': int(improved)}
-                row.update({f'valid_{k}': v for k, v in valid.summary.items()})
+                row.update({f'val_{k}': v for k, v in valid.summary.items()})
                 self.history.append(row)
                 if logger is not None:
                     logger.log(row)
@@ -304,5 +304,5 @@ class Trainer:
         results = self.evaluator.evaluate(self.model, splits=splits)
         return TrainResult(best_epoch=self.early_stopping.best_epoch, epochs_trained=self.epoch,
                            stopped_early=self.early_stopping.should_stop,
-                           valid=results['val'], test=results.get('test'),
+                           val=results['val'], test=results.get('test'),
                            history=list(self.history))

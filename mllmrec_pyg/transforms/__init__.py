@@ -1,6 +1,6 @@
 r"""Graph transforms of MLLMRec: the refined item-item graph (Eq. 6-11)."""
-from ._faiss import knn_recall
 from .jaccard_cooccurrence import JaccardCoOccurrence
+from .knn_recall import knn_recall
 from .normalize_item_graph import NormalizeItemGraph
 from .refine_item_graph import RefineItemGraph
 from .threshold_knn import ThresholdKNN

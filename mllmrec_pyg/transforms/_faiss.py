@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mllmrec_pyg.transforms._topk import no_neighbours, unit_rows
+
 
 def import_faiss() -> Any:
     try:
@@ -43,15 +45,17 @@ def faiss_topk(
     the selection is faiss', then ordered by the lower index."""
     faiss = import_faiss()
     device = x.device
-    x_np = x.detach().to('cpu', torch.float32).numpy()
-    norm = np.linalg.norm(x_np, axis=1)
-    valid = np.flatnonzero(norm > 0)
-    z = np.ascontiguousarray(x_np[valid] / norm[valid, None], dtype=np.float32)
-    n, dim = z.shape
-    k = min(k, n - (0 if include_self else 1))
-    empty = torch.empty(0, dtype=torch.long, device=device)
+    # faiss searches float32 vectors on the CPU: normalise those, with
+    # NumPy's norms (as this backend always has).
+    x_cpu = x.detach().to('cpu', torch.float32)
+    norm = torch.from_numpy(np.linalg.norm(x_cpu.numpy(), axis=1))
+    unit = unit_rows(x_cpu, k, include_self, compact=True, norm=norm)
+    k = unit.k
     if k <= 0:
-        return empty, empty.clone(), torch.empty(0, dtype=x.dtype, device=device)
+        return no_neighbours(x)
+    z = np.ascontiguousarray(unit.z.numpy(), dtype=np.float32)
+    valid = unit.valid.numpy()
+    n, dim = z.shape
 
     if approximate:
         nlist = nlist or default_nlist(n)
@@ -93,53 +97,3 @@ def faiss_topk(
         return torch.from_numpy(np.ascontiguousarray(array)).to(device, dtype)
 
     return to(row, torch.long), to(col, torch.long), to(val, x.dtype)
-
-
-def knn_recall(
-    x: Tensor,
-    approx_col: Tensor,
-    approx_row: Tensor,
-    k: int,
-    sample: Tensor,
-    alpha: Optional[float] = None,
-) -> float:
-    r"""Recall@:obj:`k` of an approximate neighbour list against the exact
-    cosine top-:obj:`k` (self excluded), over the query items :obj:`sample`.
-
-    :obj:`(approx_row, approx_col)` are the approximate edges (row = query);
-    the exact lists are computed for the sample only, against all items.
-    With :obj:`alpha`, the exact lists keep only similarities
-    :math:`\ge \alpha` (as :class:`ThresholdKNN` does), so the recall is
-    that of the thresholded graph.
-    """
-    from mllmrec_pyg.transforms._topk import ranked_topk
-
-    values_parts, exact_parts = [], []
-    norm = x.norm(dim=1).clamp_min(torch.finfo(x.dtype).tiny)
-    # Blocks of ~256 MiB: each block streams all of x once.
-    step = max(1, (1 << 26) // max(1, x.size(0)))
-    for start in range(0, sample.numel(), step):
-        q = sample[start:start + step]
-        # Dividing by the norms after the product keeps memory at one block.
-        scores = (x[q] @ x.t()) / norm[q].unsqueeze(1) / norm.unsqueeze(0)
-        scores[:, norm <= torch.finfo(x.dtype).tiny] = float('-inf')
-        scores[torch.arange(q.numel()), q] = float('-inf')
-        block_values, block_exact = ranked_topk(scores, k)
-        values_parts.append(block_values)
-        exact_parts.append(block_exact)
-    values, exact = torch.cat(values_parts), torch.cat(exact_parts)
-    hits, total = 0, 0
-    order = torch.argsort(approx_row, stable=True)
-    approx_row, approx_col = approx_row[order], approx_col[order]
-    ptr = torch.searchsorted(approx_row, sample)
-    end = torch.searchsorted(approx_row, sample, right=True)
-    for i in range(sample.numel()):
-        found = set(approx_col[ptr[i]:end[i]].tolist())
-        keep = torch.isfinite(values[i])
-        if alpha is not None:
-            keep &= values[i] >= alpha
-        truth = set(exact[i][keep].tolist())
-        hits += len(found & truth)
-        total += len(truth)
-    # Nothing to find (every exact neighbour below alpha) is full recall.
-    return hits / total if total else 1.0

@@ -20,7 +20,12 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from mllmrec_pyg.transforms._topk import ranked_topk, self_and_valid
+from mllmrec_pyg.transforms._topk import (
+    no_neighbours,
+    ranked_topk,
+    self_and_valid,
+    unit_rows,
+)
 
 #: Scores per block of the nearest-centroid assignment (64 MiB in float32).
 _ASSIGN_ELEMENTS = 1 << 24
@@ -77,52 +82,32 @@ def spherical_kmeans(
     return centroids
 
 
-def ivf_topk(
-    x: Tensor,
-    k: int,
-    include_self: bool,
-    nlist: Optional[int] = None,
-    nprobe: Optional[int] = None,
-    iterations: int = 10,
-    seed: int = 0,
-) -> tuple[Tensor, Tensor, Tensor]:
-    r"""Approximate cosine top-:obj:`k` of every row of :obj:`x`, same
-    contract as :func:`~mllmrec_pyg.transforms._topk.cosine_topk` (zero rows
-    isolated, self forced first with :obj:`include_self`, sorted by row,
-    similarity descending, column ascending; similarities are exact cosines,
-    only the candidate set is approximate).
-
-    Args:
-        x (torch.Tensor): Features :obj:`[N, d]`.
-        k (int): Neighbours per row.
-        include_self (bool): Force each row's own index into its selection.
-        nlist (int, optional): Clusters; :obj:`None` means :math:`4\sqrt{N}`.
-        nprobe (int, optional): Clusters whose members are the candidates of
-            a cluster's queries (its own included); :obj:`None` means
-            :obj:`max(32, nlist // 64)`.
-        iterations (int): k-means iterations.
-        seed (int): Seed of the k-means sample and initialisation.
-    """
-    device = x.device
-    norm = x.norm(p=2, dim=1)
-    valid = (norm > 0).nonzero().view(-1)
-    z = x[valid] / norm[valid].unsqueeze(1)
-    n = z.size(0)
-    k = min(k, n - (0 if include_self else 1))
-    empty = x.new_empty(0, dtype=torch.long)
-    if k <= 0:
-        return empty, empty.clone(), x.new_empty(0)
-
-    nlist = min(n, nlist or default_ivf_nlist(n))
-    nprobe = min(nlist, nprobe or default_ivf_nprobe(nlist))
+def _inverted_lists(z: Tensor, nlist: int, nprobe: int, iterations: int,
+                    seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Clusters the unit rows :obj:`z` and returns :obj:`(perm, counts,
+    probes)`: the rows grouped by cluster (members of cluster :math:`c` are
+    :obj:`perm[ptr[c]:ptr[c + 1]]` with :obj:`ptr` the cumulated
+    :obj:`counts`) and, per cluster, the :obj:`nprobe` clusters of closest
+    centroids (its own included)."""
     centroids = spherical_kmeans(z, nlist, iterations, seed=seed)
     assign = _nearest(z, centroids)
-    # Items grouped by cluster: members of c are perm[ptr[c]:ptr[c + 1]].
     assign, perm = torch.sort(assign, stable=True)
     counts = torch.bincount(assign, minlength=nlist)
+    probes = (centroids @ centroids.t()).topk(nprobe, dim=1).indices
+    return perm, counts, probes
+
+
+def _search_lists(z: Tensor, k: int, include_self: bool, perm: Tensor,
+                  counts: Tensor, probes: Tensor,
+                  ) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Scores every cluster's members against the members of its probed
+    clusters in one matrix product; returns the :obj:`[n, k]` neighbours,
+    similarities and kept-entry mask of the rows in cluster order
+    (:obj:`perm`)."""
+    device = z.device
+    n, nlist = z.size(0), counts.numel()
     ptr = torch.zeros(nlist + 1, dtype=torch.long, device=device)
     ptr[1:] = counts.cumsum(0)
-    probes = (centroids @ centroids.t()).topk(nprobe, dim=1).indices
     ptr_cpu, probes_cpu = ptr.cpu(), probes.cpu()
 
     # Preallocated results and one reused score buffer (as in the exact
@@ -168,7 +153,46 @@ def ivf_topk(
             out_col[rows, :take] = index
             out_sim[rows, :take] = values
             out_keep[rows, :take] = keep
-    del buffer
+    return out_col, out_sim, out_keep
+
+
+def ivf_topk(
+    x: Tensor,
+    k: int,
+    include_self: bool,
+    nlist: Optional[int] = None,
+    nprobe: Optional[int] = None,
+    iterations: int = 10,
+    seed: int = 0,
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Approximate cosine top-:obj:`k` of every row of :obj:`x`, same
+    contract as :func:`~mllmrec_pyg.transforms._topk.cosine_topk` (zero rows
+    isolated, self forced first with :obj:`include_self`, sorted by row,
+    similarity descending, column ascending; similarities are exact cosines,
+    only the candidate set is approximate).
+
+    Args:
+        x (torch.Tensor): Features :obj:`[N, d]`.
+        k (int): Neighbours per row.
+        include_self (bool): Force each row's own index into its selection.
+        nlist (int, optional): Clusters; :obj:`None` means :math:`4\sqrt{N}`.
+        nprobe (int, optional): Clusters whose members are the candidates of
+            a cluster's queries (its own included); :obj:`None` means
+            :obj:`max(32, nlist // 64)`.
+        iterations (int): k-means iterations.
+        seed (int): Seed of the k-means sample and initialisation.
+    """
+    device = x.device
+    z, valid, k = unit_rows(x, k, include_self, compact=True)
+    n = z.size(0)
+    if k <= 0:
+        return no_neighbours(x)
+
+    nlist = min(n, nlist or default_ivf_nlist(n))
+    nprobe = min(nlist, nprobe or default_ivf_nprobe(nlist))
+    perm, counts, probes = _inverted_lists(z, nlist, nprobe, iterations, seed)
+    out_col, out_sim, out_keep = _search_lists(z, k, include_self, perm, counts,
+                                               probes)
 
     # Back from cluster order to item order; each row is already ordered
     # (similarity descending, column ascending).

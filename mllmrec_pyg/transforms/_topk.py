@@ -9,13 +9,75 @@ that have a tie straddling the :math:`k`-th position.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
 
 #: Similarity blocks hold about this many scores (16 MiB in float32).
 _CHUNK_ELEMENTS = 1 << 22
+
+
+class UnitRows(NamedTuple):
+    r"""The normalised input of a cosine neighbour search, returned by
+    :func:`unit_rows`."""
+    #: The rows of :obj:`x` divided by their :math:`L_2` norms: all rows
+    #: (zero rows stay zero) or, compacted, the non-zero rows only.
+    z: Tensor
+    #: :obj:`[M]` indices into :obj:`x` of the non-zero rows, ascending.
+    valid: Tensor
+    #: The number of neighbours per row that exist, at most the one asked.
+    k: int
+
+
+def unit_rows(x: Tensor, k: int, include_self: bool, compact: bool = False,
+              norm: Optional[Tensor] = None) -> UnitRows:
+    r"""The preamble shared by every cosine top-:obj:`k` backend
+    (:func:`cosine_topk`, :func:`~mllmrec_pyg.transforms._ivf.ivf_topk`,
+    :func:`~mllmrec_pyg.transforms._faiss.faiss_topk`): normalises the rows,
+
+    .. math::
+        \mathbf{z}_i = \frac{\mathbf{x}_i}{\lVert \mathbf{x}_i \rVert_2}
+        \quad \text{for } \mathbf{x}_i \neq \mathbf{0},
+
+    drops the rows that are all zeros (they have no cosine similarity: they
+    neither select nor are selected), and clips :obj:`k` to the candidates
+    that exist, :math:`M` non-zero rows minus the row itself unless
+    :obj:`include_self`.  A clipped :obj:`k <= 0` means no edge at all
+    (:func:`no_neighbours`).
+
+    Args:
+        x (torch.Tensor): Features :obj:`[N, d]`.
+        k (int): Neighbours asked per row.
+        include_self (bool): Whether each row counts as its own candidate.
+        compact (bool, optional): If :obj:`True`, :obj:`z` holds the
+            :math:`M` non-zero rows only (in :obj:`valid` order), else all
+            :math:`N` rows with the zero rows left zero.
+            (default: :obj:`False`)
+        norm (torch.Tensor, optional): The :obj:`[N]` row norms, if already
+            computed; :obj:`None` computes :obj:`x.norm(p=2, dim=1)`.  (The
+            faiss backend passes NumPy's, which round differently from
+            torch's in the last bit, to keep its historical similarities.)
+            (default: :obj:`None`)
+    """
+    if norm is None:
+        norm = x.norm(p=2, dim=1)
+    valid = norm > 0
+    index = valid.nonzero().view(-1)
+    if compact:
+        z = x[index] / norm[index].unsqueeze(1)
+    else:
+        # Zero rows are divided by 1 (and stay zero) instead of by 0.
+        z = x / norm.masked_fill(~valid, 1.0).unsqueeze(1)
+    k = min(k, index.numel() - (0 if include_self else 1))
+    return UnitRows(z, index, k)
+
+
+def no_neighbours(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    r"""The empty :obj:`(row, col, sim)` of a search without any edge, on
+    the device of :obj:`x` and with its dtype for :obj:`sim`."""
+    empty = x.new_empty(0, dtype=torch.long)
+    return empty, empty.clone(), x.new_empty(0)
 
 
 def ranked_topk(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -89,20 +151,16 @@ def cosine_topk(
     descending, then :obj:`col` ascending.
     """
     num_nodes = x.size(0)
-    norm = x.norm(p=2, dim=1)
-    valid = norm > 0
-    z = x / norm.clamp_min(torch.finfo(x.dtype).tiny).unsqueeze(1)
-    k = min(k, int(valid.sum()) - (0 if include_self else 1))
-    empty = x.new_empty(0, dtype=torch.long)
+    z, query_index, k = unit_rows(x, k, include_self)
     if k <= 0:
-        return empty, empty.clone(), x.new_empty(0)
+        return no_neighbours(x)
 
-    query_index = valid.nonzero().view(-1)
     num_queries = query_index.numel()
     # Zero rows score -inf as candidates: their product with anything is 0,
     # which would otherwise compete with genuinely orthogonal items.
-    penalty = torch.zeros(num_nodes, dtype=x.dtype, device=x.device)
-    penalty[~valid] = float('-inf')
+    penalty = torch.full((num_nodes, ), float('-inf'), dtype=x.dtype,
+                         device=x.device)
+    penalty[query_index] = 0.0
     rows = min(num_queries, chunk_size or _QUERY_ROWS)
     cols = min(num_nodes, max(k + 1, block_elements // rows))
     self_score = float('inf') if include_self else float('-inf')

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Optional, Union
 
@@ -8,28 +7,16 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, HeteroData
 from torch_geometric.data.datapipes import functional_transform
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.transforms import BaseTransform
-from torch_geometric.utils import coalesce, scatter
+from torch_geometric.utils import coalesce
 
-_DEGREES = ('row', 'col')
+from mllmrec_pyg.utils.sparse import sparse_adjacency
 
-
-def to_csr_adjacency(edge_index: Tensor, edge_weight: Tensor,
-                     num_nodes: int) -> Tensor:
-    r"""The :obj:`[N, N]` :obj:`torch.sparse_csr` matrix with entry
-    :obj:`edge_weight[e]` at :obj:`(edge_index[0, e], edge_index[1, e])`;
-    :obj:`edge_index` must be coalesced (row-major, no duplicates)."""
-    row, col = edge_index
-    crow = torch.zeros(num_nodes + 1, dtype=torch.long, device=row.device)
-    crow[1:] = torch.bincount(row, minlength=num_nodes).cumsum(0)
-    with warnings.catch_warnings():
-        # torch flags CSR as beta on every construction; the layout and the
-        # SpMM we use it for are stable since torch 2.0.
-        warnings.filterwarnings('ignore', category=UserWarning,
-                                message='Sparse CSR tensor support is in beta')
-        return torch.sparse_csr_tensor(crow, col, edge_weight,
-                                       (num_nodes, num_nodes),
-                                       check_invariants=False)
+#: The degree conventions and the PyG message flow whose receiving node
+#: they sum over: the row receives with "target_to_source" (row sums),
+#: the column with "source_to_target" (column sums).
+_FLOW = {'row': 'target_to_source', 'col': 'source_to_target'}
 
 
 @functional_transform('normalize_item_graph')
@@ -45,7 +32,13 @@ class NormalizeItemGraph(BaseTransform):
         \hat{\mathbf{S}} = \mathbf{D}^{-1/2}\,\mathbf{S}^{*}\,
         \mathbf{D}^{-1/2}, \qquad D_{ii} = \sum_j S^{*}_{ij}
 
-    An item pair selected by both graphs gets the sum of both weights.
+    An item pair selected by both graphs gets the sum of both weights.  The
+    normalisation is PyG's :func:`~torch_geometric.nn.conv.gcn_conv.gcn_norm`
+    with :obj:`add_self_loops=False` (Eq. 11 adds none) applied to the
+    coalesced :math:`\mathbf{S}^{*}`: with :obj:`flow="target_to_source"`
+    its degree is the row sum (:obj:`degree="row"`), with
+    :obj:`flow="source_to_target"` the column sum (:obj:`degree="col"`),
+    and it takes :math:`0^{-1/2}` as 0 like the reference.
 
     **Direction.** Every item graph here uses the coordinates of its matrix:
     :obj:`edge_index[0]` is the row :math:`i` (the item whose neighbours were
@@ -112,7 +105,7 @@ class NormalizeItemGraph(BaseTransform):
             raise ValueError(f"NormalizeItemGraph: 'relations' must be a "
                              f"non-empty sequence of relation names (got "
                              f"{relations!r})")
-        if degree not in _DEGREES:
+        if degree not in _FLOW:
             raise ValueError(f"NormalizeItemGraph: 'degree' must be 'row' "
                              f"(the reference) or 'col' (got {degree!r})")
         self.relations = tuple(relations)
@@ -177,12 +170,11 @@ class NormalizeItemGraph(BaseTransform):
         edge_index, edge_weight = coalesce(edge_index, edge_weight, num_nodes,
                                            reduce='sum')
         assert edge_weight is not None
-        row, col = edge_index
-        index = row if self.degree == 'row' else col
-        deg = scatter(edge_weight, index, 0, dim_size=num_nodes, reduce='sum')
-        deg_inv_sqrt = deg.pow(-0.5)
-        deg_inv_sqrt.masked_fill_(torch.isinf(deg_inv_sqrt), 0.0)
-        edge_weight = deg_inv_sqrt[row] * edge_weight * deg_inv_sqrt[col]
+        # Eq. 11 is PyG's GCN normalisation without self-loops.
+        edge_index, edge_weight = gcn_norm(edge_index, edge_weight, num_nodes,
+                                           add_self_loops=False,
+                                           flow=_FLOW[self.degree])
+        assert edge_weight is not None
 
         if isinstance(data, HeteroData):
             store = data[self.node_type, self.out_relation, self.node_type]
@@ -191,7 +183,10 @@ class NormalizeItemGraph(BaseTransform):
         store.edge_index = edge_index
         store.edge_weight = edge_weight
         if self.sparse_adjacency:
-            store.adj_t = to_csr_adjacency(edge_index, edge_weight, num_nodes)
+            # Matrix coordinates: row 0 receives, so the messages run along
+            # edge_index.flip(0) and the CSR of S^ is its adj_t.
+            store.adj_t = sparse_adjacency(edge_index.flip(0), edge_weight,
+                                           num_nodes)
         return data
 
     def __repr__(self) -> str:

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from mllmrec_pyg.cli import main
-from mllmrec_pyg.data import load_dataset, train_edge_index
+from mllmrec_pyg.data import load_dataset, split_fingerprint, train_edge_index
+from mllmrec_pyg.llm.outputs import read_preferences_tsv
 from mllmrec_pyg.llm.prefer import FullHistoryLeakWarning
 from tests.llm.fake_server import FakeOpenAIServer
 
@@ -69,6 +70,10 @@ def test_prefer_full_history_is_marked(tmp_path, capsys):
     assert 'LEAKED' in capsys.readouterr().err
     assert [p['preference_source'] for p in prompts] == ['full_history'] * 2
     assert [r[2] for r in rows] == ['preference_source'] + ['full_history'] * 2
+    # The leaky file still records the split its training edges come from.
+    fingerprint = split_fingerprint(load_dataset(SPEC))
+    assert [r[3] for r in rows] == ['split_fingerprint'] + [fingerprint] * 2
+    assert summary['split_fingerprint'] == fingerprint
 
 
 def test_prefer_errors(tmp_path, capsys):
@@ -78,6 +83,54 @@ def test_prefer_errors(tmp_path, capsys):
     assert main(['prefer', SPEC, '--backend', 'hf', '--out',
                  str(tmp_path)]) == 2
     assert "needs --model" in capsys.readouterr().err
+    assert main(['prefer', SPEC, '--out', str(tmp_path),
+                 '--max-description-words', '0']) == 2
+    assert '--max-description-words must be >= 1' in capsys.readouterr().err
+
+
+def test_prefer_prompts_are_those_of_run(tmp_path):
+    from mllmrec_pyg.llm.prefer import build_preference_prompts
+    from mllmrec_pyg.llm.text import prompt_item_descriptions
+
+    out = tmp_path / 'out'
+    with FakeOpenAIServer() as server:
+        argv = ['prefer', SPEC, '--backend', 'openai', '--base-url',
+                server.base_url, '--no-progress', '--cache',
+                str(tmp_path / 'cache.sqlite')]
+        assert main(argv + ['--out', str(out)]) == 0
+        # The opt-in word cut is labelled and gives other prompts.
+        words = tmp_path / 'words'
+        assert main(argv + ['--out', str(words), '--max-description-words',
+                            '3']) == 0
+    _, prompts, summary = read(out)
+    data = load_dataset(SPEC)
+    # `mllmrec run` composes D_m^i with the encoder's tokenizer and budget.
+    expected = build_preference_prompts(data, prompt_item_descriptions(data).texts)
+    assert [p['prompt'] for p in prompts] == [p.prompt for p in expected.prompts]
+    settings = summary['item_descriptions']
+    assert (settings['tokenizer'], settings['max_tokens']) == ('BertTokenizer', 254)
+    _, cut, summary = read(words)
+    settings = summary['item_descriptions']
+    assert (settings['tokenizer'], settings['max_tokens']) == ('WordTokenizer()', 3)
+    assert [p['prompt'] for p in cut] != [p['prompt'] for p in prompts]
+
+
+def test_preferences_are_refused_on_another_split(tmp_path):
+    out = tmp_path / 'out'
+    with FakeOpenAIServer() as server:
+        assert main(['prefer', SPEC, '--backend', 'openai', '--base-url',
+                     server.base_url, '--out', str(out), '--no-progress',
+                     '--max-users', '2']) == 0
+    path = str(out / 'preferences.tsv')
+    texts, sources = read_preferences_tsv(path, load_dataset(SPEC))
+    assert sorted(texts) == [0, 1] and sources == ['train']
+    # The same interactions, split by MMRec's random rule instead.
+    for seed in (1, 2):
+        with pytest.raises(ValueError, match=f'{path} was built on another '
+                           "split .*this dataset's 'split=mmrec;"
+                           f'seed={seed};train='):
+            read_preferences_tsv(path, load_dataset(SPEC, split='mmrec',
+                                                    seed=seed))
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ def test_run_pipeline_end_to_end(tmp_path, capsys):
     assert 'test recall@20' in capsys.readouterr().out
     metrics = json.loads((out / 'metrics.json').read_text())
     assert metrics['model'] == 'mllmrec'
-    assert set(metrics['valid']) >= {'recall@20', 'ndcg@20', 'precision@20', 'map@20'}
+    assert set(metrics['val']) >= {'recall@20', 'ndcg@20', 'precision@20', 'map@20'}
     inputs = metrics['inputs']
     assert 'NOT an MLLM' in inputs['item_features']
     assert inputs['user_features'].startswith('stand-in')
@@ -57,3 +57,93 @@ def test_reasoning_labels_name_the_preference_model(tmp_path):
         f'{encoder.name} embeddings of fake (fake-1) preferences from TRAINING items')
     assert inputs.counts['users_with_llm_preference'] == 2
     assert inputs.counts['preference_summary']['all_outputs']['texts'] == 2
+
+
+@pytest.fixture
+def epochs(monkeypatch):
+    from mllmrec_pyg.train import Trainer
+
+    counter = {'n': 0}
+    original = Trainer.train_epoch
+
+    def counted(self):
+        counter['n'] += 1
+        return original(self)
+
+    monkeypatch.setattr(Trainer, 'train_epoch', counted)
+    return counter
+
+
+def test_second_identical_run_makes_no_llm_call_and_trains_nothing(tmp_path, epochs,
+                                                                   monkeypatch, capsys):
+    from tests.llm.fake_server import FakeOpenAIServer
+
+    out = tmp_path / 'run'
+    with FakeOpenAIServer() as server:
+        argv = ['run', SYNTHETIC, '--out', str(out), '--prefer-backend', 'openai',
+                '--prefer-model', server.model, '--base-url', server.base_url,
+                '--llm-users', '5', '--epochs', '2', '--no-progress']
+        assert main(argv) == 0
+        first = (out / 'metrics.json').read_text()
+        calls, trained = len(server.requests), epochs['n']
+        assert calls == 5 and trained == 2
+        capsys.readouterr()
+
+        # Nothing changed: no backend is even built, no epoch is trained.
+        import mllmrec_pyg.llm.backends as backends
+        original = backends.make_backend
+
+        def no_backend(*args, **kwargs):
+            raise AssertionError('a backend was built for an up-to-date stage')
+
+        monkeypatch.setattr(backends, 'make_backend', no_backend)
+        assert main(argv) == 0
+        assert len(server.requests) == calls and epochs['n'] == trained
+        err = capsys.readouterr().err
+        assert ('up to date, not rerun: describe, prefer, encode, graph, train, evaluate, '
+                'report') in err
+        assert (out / 'metrics.json').read_text() == first
+
+        # --force train retrains and re-evaluates, and still calls no LLM.
+        assert main(argv + ['--force', 'train']) == 0
+        assert len(server.requests) == calls and epochs['n'] == 2 * trained
+        # One more LLM user reruns prefer (the cache answers the first 5).
+        monkeypatch.setattr(backends, 'make_backend', original)
+        assert main(argv[:-5] + ['--llm-users', '6', '--epochs', '2', '--no-progress']) == 0
+        assert len(server.requests) == calls + 1 and epochs['n'] == 3 * trained
+
+
+def test_prefer_and_run_write_byte_identical_prompts(tmp_path):
+    from tests.llm.fake_server import FakeOpenAIServer
+
+    with FakeOpenAIServer() as server:
+        llm = ['--base-url', server.base_url, '--no-progress']
+        assert main(['run', SYNTHETIC, '--out', str(tmp_path / 'run'), '--prefer-backend',
+                     'openai', '--prefer-model', server.model, '--llm-users', '4',
+                     '--epochs', '1', *llm]) == 0
+        assert main(['prefer', SYNTHETIC, '--backend', 'openai', '--model', server.model,
+                     '--max-users', '4', '--out', str(tmp_path / 'prefer'), '--descriptions',
+                     str(tmp_path / 'run' / 'describe' / 'descriptions.tsv'), *llm]) == 0
+    run_prompts = (tmp_path / 'run' / 'prefer' / 'prompts.jsonl').read_bytes()
+    assert run_prompts == (tmp_path / 'prefer' / 'prompts.jsonl').read_bytes()
+    assert len(run_prompts.splitlines()) == 4
+    assert (tmp_path / 'run' / 'prefer' / 'preferences.tsv').read_bytes() == (
+        tmp_path / 'prefer' / 'preferences.tsv').read_bytes()
+
+
+def test_stage_commands_stop_where_they_say(tmp_path, epochs):
+    out = tmp_path / 'run'
+    base = [SYNTHETIC, '--out', str(out), '--prefer-backend', 'none', '--no-progress',
+            '--epochs', '1']
+    assert main(['encode', *base]) == 0
+    assert (out / 'encode' / 'features.pt').exists() and not (out / 'graph').exists()
+    assert main(['graph', *base]) == 0
+    assert (out / 'graph' / 'item_graph.pt').exists() and epochs['n'] == 0
+    assert not (out / 'metrics.json').exists()
+    assert main(['evaluate', *base]) == 0
+    assert (out / 'metrics.json').exists() and epochs['n'] == 1
+    assert main(['run', *base]) == 0
+    assert epochs['n'] == 1 and (out / 'report.md').exists()
+    (out / 'report.md').unlink()
+    assert main(['report', str(out)]) == 0
+    assert '| test |' in (out / 'report.md').read_text()

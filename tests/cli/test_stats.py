@@ -19,7 +19,7 @@ def test_stats_json(tmp_path, capsys):
     root = write_tiny(tmp_path / 'tiny')
     assert main(['stats', str(root), '--format', 'json']) == 0
     assert json.loads(capsys.readouterr().out) == {
-        'users': 2, 'items': 3, 'interactions': 6, 'train': 2, 'valid': 2, 'test': 2}
+        'users': 2, 'items': 3, 'interactions': 6, 'train': 2, 'val': 2, 'test': 2}
 
 
 def test_stats_table_and_details(tmp_path, capsys):
@@ -58,4 +58,4 @@ def test_stats_sports(capsys):
     assert main(['stats', str(shared_dataset('amazon-sports')), '--format', 'json']) == 0
     assert json.loads(capsys.readouterr().out) == {
         'users': 35598, 'items': 18357, 'interactions': 296337,
-        'train': 218409, 'valid': 37899, 'test': 40029}
+        'train': 218409, 'val': 37899, 'test': 40029}

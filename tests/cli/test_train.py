@@ -19,7 +19,7 @@ def _read_topk(path):
 def _check_contract(out, data):
     metrics = json.loads((out / 'metrics.json').read_text())
     assert 1 <= metrics['epoch'] == metrics['best_epoch'] <= metrics['epochs_trained']
-    for split in ('valid', 'test'):
+    for split in ('val', 'test'):
         assert 0.0 <= metrics[split]['recall@20'] <= 1.0
         assert set(metrics[split]) >= {'ndcg@10', 'precision@50', 'map@5', 'hit@20'}
     header, rows = _read_topk(out / 'topk_test.tsv')
@@ -73,7 +73,7 @@ def test_config_errors(tmp_path, capsys):
     bad.write_text('{"model": {"reg_weight": 1e-4}, "optimizer": {}}')
     assert main(['train', SYNTHETIC, '--model', 'bpr', '--config', str(bad),
                  '--out', str(tmp_path / 'x')]) == 2
-    assert "unknown section(s) ['optimizer']" in capsys.readouterr().err
+    assert "unknown section 'optimizer'" in capsys.readouterr().err
     bad.write_text('{"model": {"reg_weight": 1e-4,}}')
     assert main(['train', SYNTHETIC, '--model', 'bpr', '--config', str(bad),
                  '--out', str(tmp_path / 'x')]) == 2
@@ -81,7 +81,7 @@ def test_config_errors(tmp_path, capsys):
     bad.write_text('{"model": {"reg_weight": 1e-4}, "grid": {"reg_weight": [1e-3, 1e-4]}}')
     assert main(['train', SYNTHETIC, '--model', 'bpr', '--config', str(bad),
                  '--out', str(tmp_path / 'x')]) == 2
-    assert "['reg_weight'] appear in both" in capsys.readouterr().err
+    assert "['reg_weight'] set in both model and grid" in capsys.readouterr().err
 
 
 def test_user_stand_in_is_the_mean_of_training_items():
@@ -93,7 +93,7 @@ def test_user_stand_in_is_the_mean_of_training_items():
     items = edges[1][edges[0] == 5]
     assert torch.allclose(user_x[5], item_x[items].mean(dim=0))
     with pytest.raises(ValueError, match='no text to encode'):
-        from mllmrec_pyg.cli.train import encode_items
+        from mllmrec_pyg.pipeline import encode_items
         del data['item'].text
         encode_items(data)
 
@@ -111,7 +111,7 @@ def test_grid_in_config_selects_on_validation(tmp_path):
     column = dict(zip(header, zip(*rows, strict=True), strict=True))
     chosen = column['selected'].index('1')
     assert metrics['grid_search']['selected'] == {'reg_weight': [0.0001, 2.0][chosen]}
-    assert float(column['valid_recall@20'][chosen]) == metrics['valid']['recall@20']
+    assert float(column['val_recall@20'][chosen]) == metrics['val']['recall@20']
     assert float(column['test_recall@20'][chosen]) == metrics['test']['recall@20']
     # --resume continues every grid point from its checkpoint: 2 more epochs.
     assert main(['train', SYNTHETIC, '--model', 'bpr', '--epochs', '4', '--config', str(config),
@@ -154,9 +154,12 @@ def test_train_vbpr_reads_the_dataset_feature_files(tmp_path):
     assert state['item_linear.weight'].shape[1] == 8
 
 
-def _write_preferences(path, rows, source='train'):
-    lines = ['user\tpreference\tpreference_source']
-    lines += [f'{user}\t{text}\t{source}' for user, text in rows]
+def _write_preferences(path, rows, source='train', fingerprint=None):
+    from mllmrec_pyg.data import split_fingerprint
+
+    fingerprint = fingerprint or split_fingerprint(load_dataset(SYNTHETIC))
+    lines = ['user\tpreference\tpreference_source\tsplit_fingerprint']
+    lines += [f'{user}\t{text}\t{source}\t{fingerprint}' for user, text in rows]
     path.write_text('\n'.join(lines) + '\n')
 
 
@@ -192,6 +195,74 @@ def test_preferences_file_errors(tmp_path, capsys):
         assert main(['train', SYNTHETIC, *extra, '--epochs', '1', '--no-progress',
                      '--out', str(tmp_path / 'x'), '--preferences', str(prefs)]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_preferences_from_another_split_are_refused(tmp_path, capsys):
+    from mllmrec_pyg.data import split_fingerprint
+
+    prefs = tmp_path / 'preferences.tsv'
+    first = load_dataset(SYNTHETIC)['user'].raw_id[0]
+    # The same interactions split by MMRec's rule with another seed.
+    other = split_fingerprint(load_dataset(SYNTHETIC, split='mmrec', seed=7))
+    _write_preferences(prefs, [(first, 'likes red mugs')], fingerprint=other)
+    argv = ['train', SYNTHETIC, '--model', 'mllmrec', '--epochs', '1', '--no-progress',
+            '--out', str(tmp_path / 'x'), '--preferences', str(prefs)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f'{prefs} was built on another split' in err and 'mllmrec prefer' in err
+    assert err.strip().splitlines()[-1].startswith('mllmrec train: error: ')
+    assert not (tmp_path / 'x' / 'metrics.json').exists()
+    # A file from before fingerprints existed is refused too.
+    prefs.write_text(f'user\tpreference\tpreference_source\n{first}\tlikes mugs\ttrain\n')
+    assert main(argv) == 2
+    assert 'split_fingerprint' in capsys.readouterr().err
+
+
+def test_recipe_by_name_and_defaults_said(tmp_path, capsys):
+    import shutil
+
+    from mllmrec_pyg.data import synthetic_folder
+    source = synthetic_folder('synthetic:users=30,items=20,seed=1')
+    mine = tmp_path / 'my-data'
+    shutil.copytree(source, mine)
+    argv = ['--model', 'mllmrec', '--epochs', '1', '--no-progress', '--set',
+            'model.hidden_channels=8', '--set', 'model.out_channels=4']
+    assert main(['train', str(mine), '--out', str(tmp_path / 'a'), *argv]) == 0
+    assert "no recipe named 'my-data': the defaults apply" in capsys.readouterr().err
+    config = json.loads((tmp_path / 'a' / 'config.json').read_text())
+    assert (config['graph']['alpha'], config['graph']['jaccard_k']) == (0.4, 10)
+    assert main(['train', str(mine), '--recipe', 'amazon-baby', '--out', str(tmp_path / 'b'),
+                 *argv, '--set', 'dataset.split="auto"']) == 0
+    assert 'recipe amazon-baby' in capsys.readouterr().err
+    metrics = json.loads((tmp_path / 'b' / 'metrics.json').read_text())
+    assert (metrics['config']['graph']['alpha'], metrics['config']['graph']['jaccard_k']) == (
+        0.7, 10)
+    assert 'alpha=0.7' in metrics['inputs']['item_graph']
+    # The run folder's config.json reproduces the run.
+    assert main(['train', '--config', str(tmp_path / 'b' / 'config.json'),
+                 '--out', str(tmp_path / 'c'), '--no-progress']) == 0
+    again = json.loads((tmp_path / 'c' / 'metrics.json').read_text())
+    assert again['test'] == metrics['test'] and again['config'] == metrics['config']
+
+
+def test_cli_config_errors_name_the_closest_key(tmp_path, capsys):
+    for option, message in ((['--set', 'graph.alpah=0.5'],
+                             "unknown key 'graph.alpah' (did you mean 'graph.alpha'?"),
+                            (['--set', 'modle.reg_weight=1'],
+                             "unknown section 'modle' (did you mean 'model'?"),
+                            (['--recipe', 'amazon-sprots'],
+                             "unknown recipe 'amazon-sprots' (did you mean 'amazon-sports'?"),
+                            (['--grid', 'model.reg_weight'], "expected KEY=V1,V2"),
+                            (['--force', 'trian'], None)):
+        code = main(['train', SYNTHETIC, '--model', 'bpr', '--out', str(tmp_path / 'x'),
+                     *option]) if option[0] != '--force' else None
+        if code is None:
+            with pytest.raises(SystemExit):
+                main(['train', SYNTHETIC, '--model', 'bpr', '--out', str(tmp_path), *option])
+            continue
+        assert code == 2
+        err = capsys.readouterr().err
+        assert message in err.strip().splitlines()[-1]
 
 
 def test_preference_user_features_exact():

@@ -1,5 +1,8 @@
+import builtins
+import gzip
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,6 +14,11 @@ from mllmrec_pyg.data import (
     load_dataset,
     split_edge_index,
     train_edge_index,
+)
+from mllmrec_pyg.data.dataset import (
+    DatasetFiles,
+    find_dataset_files,
+    read_dataset_files,
 )
 from tests.conftest import shared_dataset
 
@@ -53,7 +61,7 @@ def test_tiny_mmrec_layout(tiny_mmrec):
     assert data.report['cold_start_users'] == 0
     assert data.domain == 'tiny'
     assert dataset_stats(data) == {'users': 3, 'items': 4, 'interactions': 9,
-                                   'train': 5, 'valid': 2, 'test': 2}
+                                   'train': 5, 'val': 2, 'test': 2}
 
 
 def test_train_edge_index_is_the_leak_guard(tiny_mmrec):
@@ -111,7 +119,7 @@ def test_split_methods_on_unlabelled_data(tmp_path):
     assert data.report['split'] == 'mmrec'
     # k = int(0.2 * 12) = 2 held out per user: 1 valid, 1 test.
     assert dataset_stats(data) == {'users': 3, 'items': 12, 'interactions': 36,
-                                   'train': 30, 'valid': 3, 'test': 3}
+                                   'train': 30, 'val': 3, 'test': 3}
     temporal = load_dataset(str(root), split='user_temporal')
     store = temporal[INTERACTS]
     # The latest item of each user (item 11) is its test item.
@@ -190,10 +198,122 @@ def test_raw_amazon_is_five_core_filtered_and_split(tmp_path):
                     f"'categories': [['Toys', 'Cars']], 'imUrl': 'http://img/{i}.jpg'}}\n")
     data = load_dataset(str(root))
     assert dataset_stats(data) == {'users': 6, 'items': 6, 'interactions': 36,
-                                   'train': 24, 'valid': 6, 'test': 6}
+                                   'train': 24, 'val': 6, 'test': 6}
     assert data.report['k_core'] == 5 and data.report['k_core_removed'] == 3
     assert data['user'].raw_id == [f'U{u}' for u in range(6)]
     assert data['item'].text['title'] == [f'Toy {i}' for i in range(6)]
     assert data['item'].text['categories'][0] == 'Toys > Cars'
     assert data['item'].image[5] == 'http://img/5.jpg'
     assert data.domain == 'Toys'
+
+
+def test_find_dataset_files_mmrec(tiny_mmrec):
+    np.save(tiny_mmrec / 'image_feat.npy', np.zeros((4, 2), dtype=np.float32))
+    write(tiny_mmrec / 'notes.tsv', 'what\nnothing keyed\n')
+    write(tiny_mmrec / 'dataset.json', '{"domain": "Kitchen"}')
+    write(tiny_mmrec / 'tiny.item', 'ignored:token\n')  # RecBole only
+    files = find_dataset_files(str(tiny_mmrec))
+    root = str(tiny_mmrec)
+    assert files == DatasetFiles(
+        root=root, format='mmrec', inter=os.path.join(root, 'tiny.inter'),
+        side_tables=[os.path.join(root, n) for n in
+                     ('notes.tsv', 'tiny.items.tsv', 'u_map.csv')],
+        features=[os.path.join(root, 'image_feat.npy')],
+        info=os.path.join(root, 'dataset.json'))
+    assert [os.path.basename(p) for p in files.paths] == [
+        'tiny.inter', 'dataset.json', 'image_feat.npy', 'notes.tsv',
+        'tiny.items.tsv', 'u_map.csv']
+    raw = read_dataset_files(files)
+    # notes.tsv has no itemID / userID column: opened, keyed, but unused.
+    assert [os.path.basename(p) for p in raw.files] == [
+        'tiny.inter', 'tiny.items.tsv', 'u_map.csv', 'image_feat.npy']
+    assert list(raw.item_features) == ['image_feat']
+
+
+def test_find_dataset_files_recbole_and_amazon(tmp_path):
+    root = tmp_path / 'rb'
+    write(root / 'sub' / 'rb.inter', 'user_id:token\titem_id:token\na\tx\n')
+    write(root / 'sub' / 'rb.user', 'user_id:token\tage:token\na\t30\n')
+    write(root / 'other.tsv', 'itemID\ttitle\n0\tMMRec only\n')
+    files = find_dataset_files(str(root), inter_file=os.path.join('sub', 'rb.inter'))
+    sub = str(root / 'sub')
+    assert files == DatasetFiles(root=str(root), format='recbole',
+                                 inter=os.path.join(sub, 'rb.inter'),
+                                 user_table=os.path.join(sub, 'rb.user'))
+    with pytest.raises(FileNotFoundError, match='nope.inter: no such '
+                       'interaction file'):
+        find_dataset_files(str(root), inter_file='nope.inter')
+
+    root = tmp_path / 'toys'
+    write(root / 'ratings_Toys.csv', 'U1,I1,5.0,100\n')
+    write(root / 'ratings_Cars.csv', 'U1,I1,5.0,100\n')
+    with pytest.raises(FileNotFoundError, match='expected exactly one'):
+        find_dataset_files(str(root))
+    with pytest.raises(FileNotFoundError, match="'meta_Toys.json.gz' is missing"):
+        find_dataset_files(str(root), category='Toys')
+    with gzip.open(root / 'meta_Toys.json.gz', 'wt') as f:
+        f.write("{'asin': 'I1', 'title': 'Ball'}\n")
+    files = find_dataset_files(str(root), category='Toys')
+    assert files == DatasetFiles(root=str(root), format='amazon_raw',
+                                 inter=str(root / 'ratings_Toys.csv'),
+                                 meta=str(root / 'meta_Toys.json.gz'))
+    assert files.paths == [files.inter, files.meta]
+
+
+def _opened_under(monkeypatch, root):
+    opened = []
+    real_open = builtins.open
+
+    def recording_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)):
+            path = os.path.abspath(os.fspath(file))
+            if path.startswith(str(root) + os.sep):
+                opened.append(path)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, 'open', recording_open)
+    return opened
+
+
+@pytest.mark.parametrize('layout', ['mmrec', 'recbole_subfolder', 'amazon_raw'])
+def test_every_file_read_is_keyed(tmp_path, monkeypatch, layout):
+    root = tmp_path / 'data'
+    kwargs = {}
+    if layout == 'mmrec':
+        write(root / 'd.inter', 'userID\titemID\tx_label\n0\t0\t0\n0\t1\t2\n')
+        write(root / 'd.items.tsv', 'itemID\ttitle\n0\tMug\n')
+        write(root / 'extra.csv', 'itemID,brand\n1,Acme\n')
+        write(root / 'dataset.json', '{"domain": "Kitchen"}')
+        np.save(root / 'image_feat.npy', np.zeros((2, 2), dtype=np.float32))
+        changed = [root / 'extra.csv', root / 'image_feat.npy',
+                   root / 'dataset.json']
+    elif layout == 'recbole_subfolder':
+        write(root / 'sub' / 'r.inter', 'user_id:token\titem_id:token\n'
+              'a\tx\na\ty\nb\tx\nb\ty\n')
+        write(root / 'sub' / 'r.item', 'item_id:token\ttitle:token\nx\tAlien\n')
+        kwargs['inter_file'] = os.path.join('sub', 'r.inter')
+        changed = [root / 'sub' / 'r.item']
+    else:
+        write(root / 'ratings_Toys.csv', 'U1,I1,5.0,1\nU1,I2,4.0,2\n')
+        with gzip.open(root / 'meta_Toys.json.gz', 'wt') as f:
+            f.write("{'asin': 'I1', 'title': 'Ball'}\n")
+        kwargs['k_core'] = 0
+        changed = [root / 'meta_Toys.json.gz']
+    opened = _opened_under(monkeypatch, root)
+    dataset = RecDataset(str(root), **kwargs)
+    keyed = set(dataset.raw_paths)
+    assert set(dataset.files.paths) == keyed
+    # Every file the reader (or the domain) opened is part of the key ...
+    assert opened and set(opened) <= keyed
+    # ... and changing any byte of any of them changes the key.
+    for path in changed:
+        if path.suffix == '.npy':
+            np.save(path, np.ones((2, 2), dtype=np.float32))
+        elif path.suffix == '.gz':
+            with gzip.open(path, 'wt') as f:
+                f.write("{'asin': 'I1', 'title': 'Bat'}\n")
+        else:
+            path.write_bytes(path.read_bytes() + b'\n')
+        again = RecDataset(str(root), **kwargs)
+        assert again.key != dataset.key
+        dataset = again

@@ -3,6 +3,9 @@ import gzip
 import pytest
 
 from mllmrec_pyg.data.readers import (
+    find_amazon_raw,
+    read_amazon_meta,
+    read_amazon_ratings,
     read_amazon_raw,
     read_mmrec_inter,
     read_recbole_inter,
@@ -68,3 +71,38 @@ def test_read_amazon_raw_missing_files(tmp_path):
     write(tmp_path / 'ratings_Toys.csv', 'U1,I1,5.0,100\n')
     with pytest.raises(FileNotFoundError, match="'meta_Toys.json.gz' is missing"):
         read_amazon_raw(str(tmp_path))
+
+
+def test_find_amazon_raw(tmp_path):
+    write(tmp_path / 'ratings_Toys.csv', 'U1,I1,5.0,100\n')
+    write(tmp_path / 'ratings_Cars.csv', 'U1,I1,5.0,100\n')
+    write(tmp_path / 'meta_Cars.json.gz', '')
+    with pytest.raises(FileNotFoundError, match=r"found \['ratings_Cars.csv', "
+                       r"'ratings_Toys.csv'\]"):
+        find_amazon_raw(str(tmp_path))
+    assert find_amazon_raw(str(tmp_path), 'Cars') == (
+        str(tmp_path / 'ratings_Cars.csv'), str(tmp_path / 'meta_Cars.json.gz'))
+
+
+def test_read_amazon_ratings(tmp_path):
+    path = write(tmp_path / 'ratings_Toys.csv', 'U1,I1,5.0,100\nU2,I3,4.5,200\n')
+    df = read_amazon_ratings(str(path))
+    assert df.columns.tolist() == ['user', 'item', 'rating', 'time', 'line']
+    assert df['item'].tolist() == ['I1', 'I3']
+    assert df['rating'].tolist() == [5.0, 4.5]
+    assert df['line'].tolist() == [1, 2]
+    bad = write(tmp_path / 'ratings_Bad.csv', 'U1,I1,5.0,100\nU2,I1,x,200\n')
+    with pytest.raises(ValueError, match=r"ratings_Bad.csv, line 2: rating 'x' "
+                       'is not a number'):
+        read_amazon_ratings(str(bad))
+
+
+def test_read_amazon_meta(tmp_path):
+    path = tmp_path / 'meta_Toys.json.gz'
+    with gzip.open(path, 'wt') as f:
+        f.write("{'asin': 'I1', 'title': 'Ball', 'price': 2.5}\n\n")
+        f.write("{'title': 'no asin'}\n")
+        f.write("{'asin': 'I1', 'title': 'Again'}\n")
+    items = read_amazon_meta(str(path))
+    assert items.index.tolist() == ['I1']
+    assert items.loc['I1'].tolist() == ['I1', 'Ball', '', '', '', '', '2.5']

@@ -1,6 +1,11 @@
 import torch
 
-from mllmrec_pyg.llm.encode import DEFAULT_ENCODER, TextEncoder
+from mllmrec_pyg.llm.encode import (
+    DEFAULT_ENCODER,
+    TextEncoder,
+    default_encoder_tokenizer,
+    default_token_budget,
+)
 
 
 def test_encoder_with_content_keyed_cache(tmp_path):
@@ -39,3 +44,16 @@ def test_loading_prints_no_weight_bar(tmp_path, capfd):
     assert 'Loading weights' not in capfd.readouterr().err
     # The bar's global switch is restored for the user's own loads.
     assert logging.is_progress_bar_enabled()
+
+
+def test_default_tokenizer_without_weights_matches_the_encoder():
+    tokenizer = default_encoder_tokenizer()
+    assert default_encoder_tokenizer() is tokenizer  # loaded once
+    assert default_token_budget() == 254
+    encoder = TextEncoder(cache=False)
+    assert default_token_budget() == encoder.token_budget()
+    assert tokenizer.model_max_length == encoder.tokenizer.model_max_length
+    text = 'Unbelievably comfortable Straße, 250 ml — anti-colic VALVE!'
+    assert tokenizer(text, add_special_tokens=False,
+                     return_offsets_mapping=True) == encoder.tokenizer(
+        text, add_special_tokens=False, return_offsets_mapping=True)

@@ -110,3 +110,53 @@ def test_cached_only_makes_no_call(tmp_path):
     assert backend.calls == 0 and result.calls == 0
     assert sorted(result.texts) == ['u0', 'u1']
     assert result.pending == ['u2', 'u3', 'u4']
+
+
+def test_run_summary_exact():
+    from torch_geometric.data import HeteroData
+
+    from mllmrec_pyg.llm.runner import SHARED_SUMMARY_KEYS, RunResult, run_summary
+
+    data = HeteroData()
+    data.name, data.domain = 'toy', 'Home'
+    result = RunResult(texts={'a': 'x', 'b': 'y'}, failures={'c': 'E: no'},
+                       calls=2, cache_hits=1, completion_tokens=8,
+                       prompt_tokens=30, generation_seconds=2.0,
+                       cached_completion_tokens=4, cached_prompt_tokens=10,
+                       cached_generation_seconds=1.0)
+    summary = run_summary(data, FakeBackend(), result, seconds=2.5004)
+    assert summary == {
+        'backend': 'fake', 'model': 'fake-1', 'is_llm': True,
+        'dataset': 'toy', 'domain': 'Home', 'calls': 2, 'cache_hits': 1,
+        'failures': 1, 'generation_params': {'seed': 0},
+        'completion_tokens': 8, 'prompt_tokens': 30,
+        'generation_seconds': 2.0, 'tokens_per_second': 4.0,
+        'all_outputs': {'texts': 2, 'completion_tokens': 12,
+                        'prompt_tokens': 40, 'generation_seconds': 3.0,
+                        'tokens_per_second': 4.0},
+        'seconds': 2.5,
+    }
+    assert tuple(summary) == SHARED_SUMMARY_KEYS
+
+
+def test_describe_and_prefer_summaries_share_keys(tmp_path):
+    from mllmrec_pyg.llm.describe import describe_items
+    from mllmrec_pyg.llm.prefer import generate_preferences
+    from mllmrec_pyg.llm.runner import SHARED_SUMMARY_KEYS, run_summary
+    from tests.llm.test_describe import catalog
+    from tests.llm.test_prefer import DESCRIPTIONS, dataset
+
+    cache = GenerationCache(str(tmp_path / 'c.sqlite'))
+    images = catalog(tmp_path)
+    described = describe_items(images, FakeBackend(), cache, progress=False)
+    users = dataset()
+    preferred = generate_preferences(users, FakeBackend(), cache,
+                                     DESCRIPTIONS, progress=False)
+    for run, data in ((described, images), (preferred, users)):
+        summary = run.summary(data)
+        shared = run_summary(data, run.backend, run.result, run.seconds)
+        assert {k: summary[k] for k in SHARED_SUMMARY_KEYS} == shared
+    # Each stage adds its own keys only.
+    assert described.summary(images)['prompt_tokens'] == 0
+    assert 'split_fingerprint' in preferred.summary(users)
+    assert 'split_fingerprint' not in described.summary(images)

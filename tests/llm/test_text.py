@@ -75,3 +75,44 @@ def test_truncation_with_the_encoder_tokenizer():
     assert text.endswith(' blue')
     assert len(tokenizer(text, add_special_tokens=False)['input_ids']) == 3
     assert torch.tensor(out.counts['truncated']) == 1
+
+
+def test_prompt_item_descriptions_match_the_encoder_path():
+    from mllmrec_pyg.llm.encode import TextEncoder
+    from mllmrec_pyg.llm.prefer import build_preference_prompts
+    from mllmrec_pyg.llm.text import prompt_item_descriptions
+
+    data = HeteroData()
+    data.domain = 'Home'
+    data['user'].num_nodes = 2
+    data['user'].raw_id = ['ann', 'bob']
+    data['item'].num_nodes = 3
+    data['item'].raw_id = ['i0', 'i1', 'i2']
+    # Item 0's text is longer than the encoder's 254 word pieces.
+    data['item'].text = {'title': ['Mug', 'Sock', 'Lamp'],
+                         'description': [' '.join(['unbelievably'] * 150),
+                                         'warm wool', '']}
+    store = data['user', 'interacts', 'item']
+    store.edge_index = torch.tensor([[0, 0, 1, 1], [0, 1, 1, 2]])
+    store.train_mask = torch.tensor([True, True, True, False])
+    images = {0: 'a white ceramic mug', 2: 'a brass lamp'}
+
+    light = prompt_item_descriptions(data, images)
+    with TextEncoder(cache=False) as encoder:
+        heavy = compose_item_descriptions(data, images,
+                                          tokenizer=encoder.tokenizer,
+                                          max_tokens=encoder.token_budget())
+        assert len(encoder.tokenizer(light.texts[0], add_special_tokens=False)
+                   ['input_ids']) == encoder.token_budget() == 254
+    assert light.texts == heavy.texts
+    assert light.settings == heavy.settings and light.counts == heavy.counts
+    assert light.counts['truncated'] == 1
+    assert light.texts[0].endswith(' a white ceramic mug')
+
+    def prompts(texts):
+        return [p.prompt for p in build_preference_prompts(data, texts).prompts]
+
+    assert prompts(light.texts) == prompts(heavy.texts)
+    # The former `mllmrec prefer` cut (60 words) gave other prompts.
+    words = compose_item_descriptions(data, images, max_tokens=60)
+    assert prompts(words.texts) != prompts(light.texts)

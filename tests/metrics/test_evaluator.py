@@ -11,6 +11,7 @@ from torch_geometric.metrics import (
 )
 
 from mllmrec_pyg.metrics import EvaluationResult, Evaluator
+from mllmrec_pyg.nn.models import Recommender
 
 
 def toy_data() -> HeteroData:
@@ -45,7 +46,7 @@ EMB = (USER_SCORES, torch.eye(6))
 def test_users_topk_and_values():
     evaluator = Evaluator(toy_data(), ks=(1, 3), batch_size=2)
     assert str(evaluator) == ('Evaluator(ks=[1, 3], users=(val=3, test=4), '
-                              'exclude_valid_at_test=False)')
+                              'exclude_val_at_test=False)')
     out = evaluator.evaluate(EMB)
     val, test = out['val'], out['test']
     assert val.users.tolist() == [0, 1, 2]
@@ -62,14 +63,48 @@ def test_users_topk_and_values():
     assert test['coverage@1'] == pytest.approx(3 / 6)
 
 
-def test_exclude_valid_at_test():
-    out = Evaluator(toy_data(), ks=(1, 3), exclude_valid_at_test=True).evaluate(EMB)
+def test_exclude_val_at_test():
+    out = Evaluator(toy_data(), ks=(1, 3), exclude_val_at_test=True).evaluate(EMB)
     # u0's valid item 2 and u1's valid item 3 leave the test ranking.
     assert out['test'].topk.tolist() == [[5, 4, 3], [4, 5, 0], [0, 1, 2], [3, 2, 1]]
     assert out['test'].per_user['recall@3'].tolist() == [1.0, 1.0, 0.0, 0.0]
     assert out['test'].per_user['ndcg@3'].tolist() == [1 / math.log2(4), 1 / math.log2(4),
                                                        0.0, 0.0]
     assert out['val'].topk.tolist() == [[2, 5, 4], [3, 4, 5], [0, 1, 2]]
+
+
+def test_recommend_lists_without_excluded_items():
+    evaluator = Evaluator(toy_data(), ks=(1, 3))
+    users = evaluator.users['test']
+    lists = evaluator.recommend(EMB, users, split='test', k=3)
+    assert lists == [[2, 5, 4], [3, 4, 5], [0, 1, 2], [3, 2, 1]]
+    # The lists are the evaluated ranking:
+    assert lists == evaluator.evaluate(EMB)['test'].topk.tolist()
+    # k beyond the 6 items: each user gets the items it may be shown, so
+    # u0 (2 training items) gets 4; u4 (cold start) gets all 6.
+    lists = evaluator.recommend(EMB, torch.tensor([0, 2, 4]), k=10)
+    assert lists == [[2, 5, 4, 3], [0, 1, 2, 4, 5], [5, 4, 3, 2, 1, 0]]
+
+    strict = Evaluator(toy_data(), ks=(3, ), exclude_val_at_test=True)
+    lists = strict.recommend(EMB, torch.arange(4), k=10)
+    assert lists == [[5, 4, 3], [4, 5, 0], [0, 1, 2, 5], [3, 2, 1, 0]]
+    # At validation time only training items are excluded.
+    assert strict.recommend(EMB, torch.tensor([0]), split='val', k=10) == \
+        [[2, 5, 4, 3]]
+
+
+def test_recommend_embeds_a_model_in_evaluation_mode():
+    class Fixed(Recommender):
+        def embed(self):
+            assert not self.training
+            return EMB
+
+    model = Fixed()
+    evaluator = Evaluator(toy_data(), ks=(3, ))
+    assert evaluator.recommend(model, torch.tensor([1]), k=2) == [[3, 4]]
+    assert model.training  # restored
+    with pytest.raises(ValueError, match="no 'train' split"):
+        evaluator.recommend(model, torch.tensor([1]), split='train')
 
 
 def test_agrees_with_pyg_link_pred_metrics():
@@ -130,6 +165,16 @@ def test_cut_off_beyond_the_catalogue_ranks_every_item():
         assert long[f'{name}@10'] == pytest.approx(whole[f'{name}@6']), name
     assert long['precision@10'] == pytest.approx(whole['precision@6'] * 6 / 10)
     assert long['recall@3'] == whole['recall@3']
+
+
+def test_membership_of_excluded_items():
+    evaluator = Evaluator(toy_data(), ks=(3, ), exclude_val_at_test=True)
+    users, items = torch.tensor([0, 0, 0, 1, 4]), torch.tensor([1, 2, 3, 3, 1])
+    # u0: training 0, 1 and validation 2 are excluded at test time.
+    assert evaluator.is_excluded('test', users, items).tolist() == \
+        [True, True, False, True, False]
+    assert evaluator.is_excluded('val', users, items).tolist() == \
+        [True, False, False, False, False]
 
 
 def test_errors():

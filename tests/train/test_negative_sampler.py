@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from mllmrec_pyg.train import UniformNegativeSampler
+from mllmrec_pyg.utils import PairSet
 
 
 def _train_edges():
@@ -23,6 +24,16 @@ def test_never_returns_a_training_positive():
     # Items 5 and 6 have no training interaction: never drawn (MMRec).
     assert set(neg.tolist()) <= {0, 1, 2, 3, 4}
     assert set(neg[500:1000].tolist()) == {0, 1, 2, 3}
+
+
+def test_is_positive_tests_training_pairs():
+    sampler = UniformNegativeSampler(_train_edges(), num_items=7)
+    assert isinstance(sampler.positives, PairSet)
+    assert len(sampler.positives) == 7
+    user = torch.tensor([0, 0, 1, 1, 2, 2, 3])
+    item = torch.tensor([3, 4, 4, 0, 2, 1, 0])
+    assert sampler.is_positive(user, item).tolist() == [True, False, True, False,
+                                                        True, False, False]
 
 
 def test_all_items_draws_from_the_catalogue():

@@ -28,7 +28,7 @@ def _trainer(data, out_dir=None, **kwargs):
     seed_everything(7)
     model = build_model('bpr', data, embedding_dim=8, reg_weight=1e-4)
     kwargs.setdefault('max_epochs', 6)
-    return Trainer(model, data, lr=0.05, batch_size=32, ks=(5, 10), valid_metric='recall@10',
+    return Trainer(model, data, lr=0.05, batch_size=32, ks=(5, 10), val_metric='recall@10',
                    seed=3, out_dir=out_dir, progress=False, **kwargs)
 
 
@@ -36,20 +36,20 @@ def test_fit_reports_the_best_validation_epoch(tmp_path):
     data = random_data()
     trainer = _trainer(data, out_dir=str(tmp_path))
     assert str(trainer) == ('Trainer(BPRMF, lr=0.05, batch_size=32, max_epochs=6, '
-                            'patience=20, valid_metric=recall@10)')
+                            'patience=20, val_metric=recall@10)')
     result = trainer.fit()
     assert result.epochs_trained == 6 and not result.stopped_early
-    scores = [row['valid_recall@10'] for row in result.history]
+    scores = [row['val_recall@10'] for row in result.history]
     best = max(range(6), key=lambda i: (scores[i], -i))  # first of the maxima
     assert result.best_epoch == best + 1
     # The restored parameters are the best epoch's: re-evaluating them gives
     # the logged validation score.
-    assert result.valid['recall@10'] == scores[best]
+    assert result.val['recall@10'] == scores[best]
     assert result.test is not None and result.test.users.numel() == 30
     with open(tmp_path / 'log.csv') as f:
         rows = list(csv.DictReader(f))
     assert [int(r['epoch']) for r in rows] == [1, 2, 3, 4, 5, 6]
-    assert float(rows[2]['valid_recall@10']) == pytest.approx(scores[2])
+    assert float(rows[2]['val_recall@10']) == pytest.approx(scores[2])
     assert os.path.exists(tmp_path / 'checkpoint.pt')
 
 
@@ -80,7 +80,7 @@ def test_early_stopping_stops_after_patience(tmp_path):
     # lr 0 never changes the scores: epoch 1 is the best, 2 more epochs are tolerated.
     seed_everything(7)
     model = build_model('bpr', data, embedding_dim=8)
-    result = Trainer(model, data, lr=0.0, batch_size=64, ks=(5, ), valid_metric='recall@5',
+    result = Trainer(model, data, lr=0.0, batch_size=64, ks=(5, ), val_metric='recall@5',
                      patience=2, max_epochs=50, progress=False).fit()
     assert (result.best_epoch, result.epochs_trained, result.stopped_early) == (1, 4, True)
 
@@ -88,7 +88,7 @@ def test_early_stopping_stops_after_patience(tmp_path):
 def test_invalid_settings():
     data = random_data()
     model = build_model('bpr', data, embedding_dim=8)
-    with pytest.raises(ValueError, match="valid_metric 'recall@20' must be"):
+    with pytest.raises(ValueError, match="val_metric 'recall@20' must be"):
         Trainer(model, data, ks=(5, 10))
     with pytest.raises(ValueError, match='max_epochs must be at least 1'):
         Trainer(model, data, max_epochs=0)
@@ -98,4 +98,4 @@ def test_invalid_settings():
 def test_unknown_selection_metric_fails_before_training(metric):
     model = build_model('bpr', random_data(), embedding_dim=8)
     with pytest.raises(ValueError, match='must be a per-user metric'):
-        Trainer(model, random_data(), ks=(5, 10), valid_metric=metric, progress=False)
+        Trainer(model, random_data(), ks=(5, 10), val_metric=metric, progress=False)

@@ -3,7 +3,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from mllmrec_pyg.transforms import ThresholdKNN
-from mllmrec_pyg.transforms._faiss import knn_recall
+from mllmrec_pyg.transforms.knn_recall import knn_recall
 
 pytest.importorskip('faiss')
 

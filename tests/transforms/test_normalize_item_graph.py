@@ -3,6 +3,8 @@ import math
 import pytest
 import torch
 from torch_geometric.data import Data, HeteroData
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+from torch_geometric.utils import coalesce
 
 from mllmrec_pyg.transforms import NormalizeItemGraph
 
@@ -53,6 +55,23 @@ def test_normalize_symmetrize():
     w12 = 0.25 / math.sqrt(d[1] * d[2])
     torch.testing.assert_close(weight,
                                torch.tensor([w01, w02, w01, w12, w02, w12]))
+
+
+def test_normalize_is_gcn_norm_without_self_loops():
+    # Eq. 11 is PyG's gcn_norm of the coalesced S* (no self-loops): the row
+    # convention is flow="target_to_source", the column one the default.
+    data = graph()
+    index = torch.cat([data['item', 'knn', 'item'].edge_index,
+                       data['item', 'cooccurs', 'item'].edge_index], dim=1)
+    weight = torch.cat([data['item', 'knn', 'item'].edge_weight,
+                        data['item', 'cooccurs', 'item'].edge_weight])
+    index, weight = coalesce(index, weight, 4, reduce='sum')
+    for degree, flow in (('row', 'target_to_source'),
+                         ('col', 'source_to_target')):
+        expected = gcn_norm(index, weight, 4, add_self_loops=False,
+                            flow=flow)[1]
+        _, got = similar(NormalizeItemGraph(degree=degree)(graph()))
+        assert torch.equal(got, expected)
 
 
 def test_normalize_sparse_adjacency_and_propagation_direction():

@@ -10,7 +10,7 @@ from torch_geometric.data import HeteroData
 from .base import Recommender
 from .bprmf import BPRMF
 from .lightgcn import LightGCN
-from .mllmrec import ITEM_SIMILAR, MLLMRec
+from .mllmrec import ITEM_SIMILAR, MLLMRec, item_graph_propagation
 from .vbpr import VBPR
 
 #: The models :func:`build_model` knows, by command-line name.
@@ -55,4 +55,5 @@ __all__ = [
     'ITEM_SIMILAR',
     'MODELS',
     'build_model',
+    'item_graph_propagation',
 ]

@@ -8,14 +8,24 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from mllmrec_pyg.utils.ranking import topk_items
+
 
 class Recommender(torch.nn.Module):
     r"""Base class of the recommenders trained by
     :class:`mllmrec_pyg.train.Trainer`.
 
     A recommender scores a user-item pair by the dot product of the two
-    representations returned by :meth:`embed`, and learns from
-    (user, positive item, negative item) triples through :meth:`loss`.
+    representations returned by :meth:`embed`,
+
+    .. math::
+        \hat{y}_{ui} = \mathbf{h}_u^{\top} \mathbf{h}_i,
+
+    which :meth:`forward` returns for given pairs (so :obj:`model(user,
+    item)` scores them, as a PyG link predictor scores
+    :obj:`edge_label_index`), and learns from (user, positive item, negative
+    item) triples through :meth:`loss`.  Subclasses implement
+    :meth:`from_data`, :meth:`embed` and :meth:`loss`.
     """
 
     @classmethod
@@ -44,9 +54,27 @@ class Recommender(torch.nn.Module):
         evaluation mode by the evaluator, once per evaluation."""
         raise NotImplementedError
 
+    def forward(self, user: Tensor, item: Tensor) -> Tensor:
+        r"""Returns the scores :math:`\hat{y}_{ui} = \mathbf{h}_u^{\top}
+        \mathbf{h}_i` of the pairs :obj:`(user[b], item[b])`, the dot
+        products of the rows of :meth:`embed`, with gradients when called
+        in training.
+
+        Args:
+            user (torch.Tensor): User indices, shape :obj:`[B]`.
+            item (torch.Tensor): Item indices, shape :obj:`[B]`.
+        """
+        user_emb, item_emb = self.embed()
+        return (user_emb[user] * item_emb[item]).sum(dim=-1)
+
     @torch.no_grad()
-    def recommend(self, user: Tensor, k: int, exclude: Tensor | None = None) -> Tensor:
-        r"""Returns the indices of the top-:obj:`k` items for :obj:`user`.
+    def recommend(self, user: Tensor, k: int,
+                  exclude: Tensor | None = None) -> Tensor:
+        r"""Returns the :obj:`[B, min(k, num_items)]` indices of the
+        top-ranked items for :obj:`user`, best first, with
+        :func:`mllmrec_pyg.utils.topk_items` (the ranking of
+        :class:`mllmrec_pyg.metrics.Evaluator`): excluded items are ranked
+        last.
 
         Args:
             user (torch.Tensor): User indices, shape :obj:`[B]`.
@@ -56,7 +84,4 @@ class Recommender(torch.nn.Module):
                 as the users' training items. (default: :obj:`None`)
         """
         user_emb, item_emb = self.embed()
-        scores = user_emb[user] @ item_emb.t()
-        if exclude is not None and exclude.numel() > 0:
-            scores[exclude[0], exclude[1]] = float('-inf')
-        return scores.topk(k, dim=-1).indices
+        return topk_items(user_emb, item_emb, user, k, exclude)

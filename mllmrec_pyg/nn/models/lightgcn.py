@@ -42,6 +42,46 @@ class LightGCN(Recommender):
     searched over :attr:`MMREC_GRID`; the defaults here are the LightGCN
     paper's (3 layers, :math:`10^{-4}`), a point of that grid.
 
+    .. note::
+        Differences from PyG's :class:`torch_geometric.nn.models.LightGCN`
+        (same propagation rule, :math:`\mathbf{x}^{(l+1)}_i = \sum_{j}
+        \mathbf{x}^{(l)}_j / \sqrt{\deg(i)\deg(j)}`):
+
+        * **Graph.** PyG's model takes a homogeneous :obj:`edge_index` at
+          every call and its :class:`~torch_geometric.nn.conv.LGConv`
+          layers re-normalise it each time.  Here the graph is fixed: the
+          bipartite user-item graph of the TRAINING interactions (users
+          first, items offset by :obj:`num_users`, both directions,
+          repeated interactions counted once) is normalised once at
+          construction (:func:`~mllmrec_pyg.nn.adjacency.bipartite_edges`)
+          and kept as a cached :class:`~torch_geometric.EdgeIndex` buffer.
+        * **Embeddings.** PyG holds one :class:`~torch.nn.Embedding` over
+          all nodes, Xavier-uniform initialised as one
+          :obj:`[num_nodes, d]` matrix; here users and items are two
+          parameters, each Xavier-uniform initialised on its own shape (as
+          MMRec), so the initial scale differs.
+        * **Layer combination.** PyG weighs each layer by :obj:`alpha`
+          (default :math:`1/(L+1)`, multiplied into every layer); here the
+          layers are summed and, for :obj:`combine="mean"`, the sum is
+          divided by :math:`L+1` once (same value up to rounding), and
+          there are no per-layer weights.
+        * **Scoring.** PyG's :meth:`forward` takes :obj:`(edge_index,
+          edge_label_index)` over node indices; here :meth:`forward` takes
+          user and item indices (separate index spaces) and
+          :meth:`embed` returns the user and item halves.  PyG's
+          :meth:`recommend` ranks without exclusion and raises for
+          :obj:`k` above the candidates; here :meth:`recommend` excludes
+          given pairs (e.g. training items) through
+          :func:`mllmrec_pyg.utils.topk_items`.  There is no link
+          prediction head (:meth:`predict_link`, :meth:`link_pred_loss`).
+        * **Loss.** PyG's :meth:`recommendation_loss` adds
+          :math:`\lambda \lVert \mathbf{x}^{(0)} \rVert_2^2 / B`
+          (squared norm of the embeddings passed); here :meth:`loss` is the
+          BPR loss plus MMRec's unsquared
+          :func:`~mllmrec_pyg.nn.loss.embedding_norm_loss` of the batch's
+          layer-0 user, positive and negative embeddings, computed from the
+          triples directly.
+
     Args:
         num_users (int): The number of users.
         num_items (int): The number of items.

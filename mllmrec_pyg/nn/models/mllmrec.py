@@ -30,6 +30,105 @@ ITEM_SIMILAR: Tuple[str, str, str] = ('item', 'similar', 'item')
 UserInit = Literal['features', 'random']
 
 
+def item_graph_propagation(
+    x: Tensor,
+    edge_index: Tensor,
+    edge_weight: Tensor | None = None,
+    num_layers: int = 1,
+) -> Tensor:
+    r"""The item representation learning of `"MLLMRec"
+    <https://arxiv.org/abs/2508.15304>`_ (Eq. 12): a parameter-free
+    LightGCN over the refined item-item graph :math:`\hat{\mathbf{S}}`
+    whose layers are summed,
+
+    .. math::
+        \bar{\mathbf{E}} = \sum_{l=0}^{L} \hat{\mathbf{S}}^{l}\,
+        \mathbf{E}, \qquad \mathbf{E}^{(l+1)}_i = \sum_{j}
+        \hat{S}_{ij}\, \mathbf{E}^{(l)}_j
+
+    with :math:`\mathbf{E}` the item description embeddings.  As both
+    inputs are frozen, :class:`MLLMRec` computes it once, at construction
+    (its buffer :obj:`item_input`).  Each layer is one fused sparse product
+    of :class:`~mllmrec_pyg.nn.conv.LightGCNConv` over the CSR
+    :func:`~mllmrec_pyg.utils.sparse_adjacency`.
+
+    Args:
+        x (torch.Tensor): Item features :math:`\mathbf{E}`,
+            :obj:`[num_items, F]`.
+        edge_index (torch.Tensor): :obj:`[2, E]` entries :math:`(i, j)` of
+            :math:`\hat{\mathbf{S}}` in matrix coordinates, as
+            :class:`~mllmrec_pyg.transforms.NormalizeItemGraph` writes them:
+            item :obj:`edge_index[0]` receives from :obj:`edge_index[1]`.
+        edge_weight (torch.Tensor, optional): :obj:`[E]` values
+            :math:`\hat{S}_{ij}`, taken as given (cast to the dtype of
+            :obj:`x`).  If :obj:`None`, the binary graph is normalised as
+            :math:`\mathbf{D}^{-1/2}\mathbf{S}\mathbf{D}^{-1/2}` with row
+            sums as degrees. (default: :obj:`None`)
+        num_layers (int, optional): The number of layers :math:`L`;
+            :obj:`0` returns :obj:`x`. (default: :obj:`1`)
+    """
+    if num_layers < 0:
+        raise ValueError(f"'num_layers' must be >= 0 (got {num_layers})")
+    if num_layers == 0:
+        return x
+    num_items = x.size(0)
+    # Matrix convention of the item graph: row 0 receives, so the message
+    # flows from edge_index[1] to edge_index[0].
+    flow_index = edge_index.flip(0)
+    if edge_weight is None:
+        adj = normalized_adjacency(flow_index, None, num_items)
+    else:
+        adj = sparse_adjacency(flow_index, edge_weight.to(x.dtype), num_items)
+    return propagate_layers(LightGCNConv(), x, adj.to(x.device), num_layers,
+                            'sum')
+
+
+def _check_inputs(user_x: Tensor | None, item_x: Tensor,
+                  num_users: int | None, user_init: str, item_layers: int,
+                  ui_layers: int) -> int:
+    r"""Validates the arguments of :class:`MLLMRec` and returns the number
+    of users."""
+    if user_init not in ('features', 'random'):
+        raise ValueError(f"Unknown user_init '{user_init}' (expected "
+                         f"'features' or 'random')")
+    if item_layers < 0 or ui_layers < 0:
+        raise ValueError(f"Layer counts must be >= 0 (got item_layers="
+                         f"{item_layers}, ui_layers={ui_layers})")
+    if item_x.dim() != 2:
+        raise ValueError(f"'item_x' must be [num_items, F] "
+                         f"(got shape {list(item_x.shape)})")
+    if user_init == 'features':
+        if user_x is None:
+            raise ValueError("user_init='features' needs user features "
+                             "(data['user'].x, the encoded preferences); "
+                             "encode them first or pass "
+                             "user_init='random'")
+        if user_x.dim() != 2:
+            raise ValueError(f"'user_x' must be [num_users, F] "
+                             f"(got shape {list(user_x.shape)})")
+        if num_users is not None and num_users != user_x.size(0):
+            raise ValueError(f"'user_x' has {user_x.size(0)} rows but "
+                             f"there are {num_users} users: encode one "
+                             f"preference per user")
+        return user_x.size(0)
+    if num_users is None:
+        if user_x is None:
+            raise ValueError("user_init='random' needs 'num_users'")
+        return user_x.size(0)
+    return num_users
+
+
+def _mlp(in_channels: int, hidden_channels: int, out_channels: int,
+         negative_slope: float) -> Sequential:
+    r"""The two-layer LeakyReLU MLP that maps users and items into the
+    scoring space."""
+    return Sequential(
+        Linear(in_channels, hidden_channels),
+        LeakyReLU(negative_slope),
+        Linear(hidden_channels, out_channels),
+    )
+
+
 class MLLMRec(Recommender):
     r"""The recommender of `"MLLMRec: A Preference Reasoning Paradigm with
     Graph Refinement for Multimodal Recommendation"
@@ -39,7 +138,7 @@ class MLLMRec(Recommender):
     :math:`\mathbf{e}_i` (all-MiniLM-L6-v2, 384-d), propagated over the
     refined, symmetrically normalised item-item graph
     :math:`\hat{\mathbf{S}}` with a sum of LightGCN layers (the paper's item
-    representation learning):
+    representation learning, Eq. 12, :func:`item_graph_propagation`):
 
     .. math::
         \bar{\mathbf{e}}_i = \sum_{l=0}^{L} \left(\hat{\mathbf{S}}^{l}
@@ -156,34 +255,8 @@ class MLLMRec(Recommender):
         negative_slope: float = 0.01,
     ):
         super().__init__()
-        if user_init not in ('features', 'random'):
-            raise ValueError(f"Unknown user_init '{user_init}' (expected "
-                             f"'features' or 'random')")
-        if item_layers < 0 or ui_layers < 0:
-            raise ValueError(f"Layer counts must be >= 0 (got item_layers="
-                             f"{item_layers}, ui_layers={ui_layers})")
-        if item_x.dim() != 2:
-            raise ValueError(f"'item_x' must be [num_items, F] "
-                             f"(got shape {list(item_x.shape)})")
-        if user_init == 'features':
-            if user_x is None:
-                raise ValueError("user_init='features' needs user features "
-                                 "(data['user'].x, the encoded preferences); "
-                                 "encode them first or pass "
-                                 "user_init='random'")
-            if user_x.dim() != 2:
-                raise ValueError(f"'user_x' must be [num_users, F] "
-                                 f"(got shape {list(user_x.shape)})")
-            if num_users is not None and num_users != user_x.size(0):
-                raise ValueError(f"'user_x' has {user_x.size(0)} rows but "
-                                 f"there are {num_users} users: encode one "
-                                 f"preference per user")
-            num_users = user_x.size(0)
-        elif num_users is None:
-            if user_x is None:
-                raise ValueError("user_init='random' needs 'num_users'")
-            num_users = user_x.size(0)
-
+        num_users = _check_inputs(user_x, item_x, num_users, user_init,
+                                  item_layers, ui_layers)
         self.num_users = num_users
         self.num_items = item_x.size(0)
         self.in_channels = item_x.size(1)
@@ -196,64 +269,65 @@ class MLLMRec(Recommender):
         self.reg_weight = reg_weight
 
         self.conv = LightGCNConv()
-        item_x = item_x.detach().float()
-        if item_layers > 0:
-            if item_edge_index is None:
-                raise ValueError("item_layers > 0 needs the item-item graph "
-                                 "('item_edge_index'); build it with "
-                                 "mllmrec_pyg.transforms.RefineItemGraph or "
-                                 "pass item_layers=0")
-            # Matrix convention of the item graph: row 0 receives, so the
-            # message flows from edge_index[1] to edge_index[0].
-            flow_index = item_edge_index.flip(0)
-            if item_edge_weight is None:
-                adj = normalized_adjacency(flow_index, None, self.num_items)
-            else:
-                adj = sparse_adjacency(flow_index,
-                                       item_edge_weight.detach().float(),
-                                       self.num_items)
-            with torch.no_grad():
-                item_x = propagate_layers(self.conv, item_x, adj.to(
-                    item_x.device), item_layers, 'sum')
-        self.register_buffer('item_input', item_x, persistent=False)
+        self.register_buffer('item_input',
+                             self._item_input(item_x, item_edge_index,
+                                              item_edge_weight),
+                             persistent=False)
+        user_channels = self._init_user_input(user_x)
+        self.user_mlp = _mlp(user_channels, hidden_channels, out_channels,
+                             negative_slope)
+        self.item_mlp = _mlp(self.in_channels, hidden_channels, out_channels,
+                             negative_slope)
+        self._init_user_item_graph(ui_edge_index)
+        self.reset_parameters()
 
+    def _item_input(self, item_x: Tensor, edge_index: Tensor | None,
+                    edge_weight: Tensor | None) -> Tensor:
+        r"""The frozen item input :math:`\bar{\mathbf{E}}` (Eq. 12),
+        computed once."""
+        item_x = item_x.detach().float()
+        if self.item_layers == 0:
+            return item_x
+        if edge_index is None:
+            raise ValueError("item_layers > 0 needs the item-item graph "
+                             "('item_edge_index'); build it with "
+                             "mllmrec_pyg.transforms.RefineItemGraph or "
+                             "pass item_layers=0")
+        with torch.no_grad():
+            return item_graph_propagation(
+                item_x, edge_index,
+                None if edge_weight is None else edge_weight.detach(),
+                self.item_layers)
+
+    def _init_user_input(self, user_x: Tensor | None) -> int:
+        r"""Registers the frozen preference embeddings, or the learnable ID
+        embeddings of :obj:`user_init="random"`; returns their size."""
         self.user_embedding: Embedding | None = None
-        if user_init == 'features':
+        if self.user_init == 'features':
             assert user_x is not None
             self.register_buffer('user_input', user_x.detach().float(),
                                  persistent=False)
-            user_channels = user_x.size(1)
-        else:
-            self.register_buffer('user_input', None, persistent=False)
-            self.user_embedding = Embedding(num_users, self.in_channels)
-            user_channels = self.in_channels
+            return user_x.size(1)
+        self.register_buffer('user_input', None, persistent=False)
+        self.user_embedding = Embedding(self.num_users, self.in_channels)
+        return self.in_channels
 
-        self.user_mlp = Sequential(
-            Linear(user_channels, hidden_channels),
-            LeakyReLU(negative_slope),
-            Linear(hidden_channels, out_channels),
-        )
-        self.item_mlp = Sequential(
-            Linear(self.in_channels, hidden_channels),
-            LeakyReLU(negative_slope),
-            Linear(hidden_channels, out_channels),
-        )
-
-        if ui_layers > 0:
-            if ui_edge_index is None:
-                raise ValueError("ui_layers > 0 needs the TRAINING "
-                                 "interactions ('ui_edge_index', from "
-                                 "mllmrec_pyg.data.train_edge_index)")
-            ui_adj, ui_weight = edge_index_adjacency(
-                *bipartite_edges(ui_edge_index, num_users, self.num_items),
-                num_users + self.num_items)
-            self.register_buffer('ui_adj', ui_adj, persistent=False)
-            self.register_buffer('ui_weight', ui_weight, persistent=False)
-        else:
+    def _init_user_item_graph(self, ui_edge_index: Tensor | None) -> None:
+        r"""Registers the normalised TRAINING user-item graph of
+        :obj:`ui_layers > 0` (or :obj:`None` buffers)."""
+        if self.ui_layers == 0:
             self.register_buffer('ui_adj', None, persistent=False)
             self.register_buffer('ui_weight', None, persistent=False)
-
-        self.reset_parameters()
+            return
+        if ui_edge_index is None:
+            raise ValueError("ui_layers > 0 needs the TRAINING "
+                             "interactions ('ui_edge_index', from "
+                             "mllmrec_pyg.data.train_edge_index)")
+        ui_adj, ui_weight = edge_index_adjacency(
+            *bipartite_edges(ui_edge_index, self.num_users, self.num_items),
+            self.num_users + self.num_items)
+        self.register_buffer('ui_adj', ui_adj, persistent=False)
+        self.register_buffer('ui_weight', ui_weight, persistent=False)
 
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module (Xavier-uniform

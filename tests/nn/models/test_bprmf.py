@@ -28,6 +28,17 @@ def test_bprmf_loss_exact():
     assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_bprmf_forward_scores_pairs():
+    model = BPRMF(num_users=2, num_items=2, embedding_dim=2)
+    with torch.no_grad():
+        model.user_embedding.weight.copy_(torch.tensor([[1.0, 0.0],
+                                                        [0.0, 2.0]]))
+        model.item_embedding.weight.copy_(torch.tensor([[2.0, 0.0],
+                                                        [1.0, 1.0]]))
+    score = model(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 0]))
+    assert score.tolist() == [2.0, 2.0, 0.0]
+
+
 def test_bprmf_loss_decreases(tiny_data):
     torch.manual_seed(0)
     model = BPRMF.from_data(tiny_data, embedding_dim=4, reg_weight=0.0)

@@ -32,6 +32,21 @@ def test_lightgcn_embed_exact_on_one_edge():
     assert torch.allclose(user_emb, torch.tensor([[6.0, 6.0]]))
 
 
+def test_lightgcn_forward_scores_pairs():
+    # Two users, one item; u0 - i0 only: A~ = [[0, 0, 1], [0, 0, 0],
+    # [1, 0, 0]] (u1 is isolated).  With one layer summed, u0 = (1, 0) +
+    # (0, 2) and i0 = (0, 2) + (1, 0): score 5; u1 = (3, 3), score 9.
+    model = LightGCN(2, 1, torch.tensor([[0], [0]]), embedding_dim=2,
+                     num_layers=1, combine='sum')
+    with torch.no_grad():
+        model.user_embedding.copy_(torch.tensor([[1.0, 0.0], [3.0, 3.0]]))
+        model.item_embedding.copy_(torch.tensor([[0.0, 2.0]]))
+    score = model(torch.tensor([0, 1]), torch.tensor([0, 0]))
+    assert score.tolist() == [5.0, 9.0]
+    score.sum().backward()  # differentiable, unlike recommend()
+    assert model.user_embedding.grad is not None
+
+
 def test_lightgcn_uses_training_edges_only(tiny_data):
     torch.manual_seed(0)
     model = LightGCN.from_data(tiny_data, embedding_dim=4, num_layers=1)

@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from torch_geometric.testing import withDevice
 
 from mllmrec_pyg.data import train_edge_index
+from mllmrec_pyg.nn import item_graph_propagation
 from mllmrec_pyg.nn.loss import bpr_loss
 from mllmrec_pyg.nn.models import MLLMRec
 from tests.nn.conftest import TRIPLES
@@ -50,6 +51,53 @@ def test_mllmrec_item_propagation_exact_and_frozen(tiny_data):
     two = MLLMRec.from_data(tiny_data, hidden_channels=8, out_channels=2,
                             item_layers=2)
     assert torch.equal(two.item_input, TWO_LAYERS)
+
+
+def test_item_graph_propagation_exact(tiny_data):
+    store = tiny_data['item', 'similar', 'item']
+    x = torch.eye(4)
+    assert torch.equal(item_graph_propagation(x, store.edge_index,
+                                              store.edge_weight), ONE_LAYER)
+    assert torch.equal(item_graph_propagation(x, store.edge_index,
+                                              store.edge_weight, 2),
+                       TWO_LAYERS)
+    assert torch.equal(item_graph_propagation(x, store.edge_index,
+                                              store.edge_weight, 0), x)
+    # Without weights: D^-1/2 S D^-1/2 with row sums 1, 1, 1, 0, so i2
+    # receives nothing from i3 (degree 0), as the reference.
+    assert torch.equal(item_graph_propagation(x, store.edge_index),
+                       torch.tensor([[1.0, 1.0, 0.0, 0.0],
+                                     [1.0, 1.0, 0.0, 0.0],
+                                     [0.0, 0.0, 1.0, 0.0],
+                                     [0.0, 0.0, 0.0, 1.0]]))
+    # Weights are cast to the features' dtype.
+    out = item_graph_propagation(x.double(), store.edge_index,
+                                 store.edge_weight)
+    assert out.dtype == torch.float64
+    assert torch.equal(out, ONE_LAYER.double())
+    with pytest.raises(ValueError, match="'num_layers' must be >= 0"):
+        item_graph_propagation(x, store.edge_index, num_layers=-1)
+
+
+def test_mllmrec_forward_scores_pairs(tiny_data):
+    for ui_layers in (0, 1):
+        model = MLLMRec.from_data(tiny_data, hidden_channels=8,
+                                  out_channels=2, ui_layers=ui_layers)
+        user, item = torch.tensor([0, 2, 1]), torch.tensor([3, 0, 1])
+        user_emb, item_emb = model.embed()
+        expected = (user_emb[user] * item_emb[item]).sum(dim=-1)
+        assert torch.equal(model(user, item), expected)
+    # For the one-layer MLPs with identity weights and zero biases, the
+    # score is the dot product of the inputs.
+    model = MLLMRec.from_data(tiny_data, hidden_channels=4, out_channels=4,
+                              negative_slope=1.0)
+    with torch.no_grad():
+        for mlp in (model.user_mlp, model.item_mlp):
+            for i in (0, 2):
+                mlp[i].weight.copy_(torch.eye(4))
+    # u2 = (0, 0, 1, 1), i2 = (0, 0, 1, 0.25): 1.25; u0 = e0, i1 = (0.5, 1).
+    score = model(torch.tensor([2, 0]), torch.tensor([2, 1]))
+    assert score.tolist() == [1.25, 0.5]
 
 
 def test_mllmrec_item_propagation_computed_once(tiny_data):

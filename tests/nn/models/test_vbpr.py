@@ -51,6 +51,19 @@ def test_vbpr_embedding_and_loss_exact():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+def test_vbpr_forward_scores_pairs():
+    model = VBPR(num_users=1, item_features=torch.tensor([[1.0], [2.0]]),
+                 embedding_dim=1)
+    with torch.no_grad():
+        model.user_embedding.copy_(torch.tensor([[1.0, 1.0]]))
+        model.item_embedding.copy_(torch.tensor([[1.0], [0.0]]))
+        model.item_linear.weight.fill_(2.0)
+        model.item_linear.bias.fill_(-1.0)
+    # Items [1, 1] and [0, 3].
+    score = model(torch.tensor([0, 0]), torch.tensor([0, 1]))
+    assert score.tolist() == [2.0, 3.0]
+
+
 def test_vbpr_loss_decreases(tiny_data):
     torch.manual_seed(0)
     model = VBPR.from_data(tiny_data, embedding_dim=4, reg_weight=0.0)
