@@ -115,6 +115,42 @@ def preference_user_features(data: HeteroData, texts: Dict[int, str],
     return user_x, len(users)
 
 
+def encode_item_texts(encoder: TextEncoder, texts: Sequence[str]
+                      ) -> Tuple[torch.Tensor, int]:
+    r"""Encodes the item descriptions :obj:`texts`, giving the items
+    without any text a zero feature vector instead of the embedding of
+    :obj:`''` (which all of them would share, cosine 1, so that the refined
+    item graph linked them all to each other).  A zero vector has no cosine
+    similarity: :class:`~mllmrec_pyg.transforms.ThresholdKNN` gives it no
+    edge, and :class:`~mllmrec_pyg.transforms.JaccardCoOccurrence` reads
+    interactions only.  Warns when there are such items.
+
+    Without empty texts this is exactly :obj:`encoder.encode(texts)`; with
+    them, only the others are encoded.
+
+    Args:
+        encoder (TextEncoder): The sentence encoder.
+        texts (Sequence[str]): One description per item; :obj:`''` (or
+            whitespace) for none.
+
+    Returns:
+        The :obj:`[len(texts), dim]` float features and the number of items
+        without text.
+    """
+    keep = [i for i, text in enumerate(texts) if text.strip()]
+    empty = len(texts) - len(keep)
+    if not empty:
+        return encoder.encode(texts).float(), 0
+    warnings.warn(f'{empty} items have no text: they get a zero feature '
+                  'vector and no similarity edge', UserWarning, stacklevel=2)
+    if not keep:
+        return torch.zeros(len(texts), int(encoder.dim)), empty
+    encoded = encoder.encode([texts[i] for i in keep]).float()
+    x = encoded.new_zeros(len(texts), encoded.size(1))
+    x[torch.tensor(keep, dtype=torch.long, device=x.device)] = encoded
+    return x, empty
+
+
 def encode_item_descriptions(
     data: HeteroData,
     encoder: TextEncoder,
@@ -131,6 +167,9 @@ def encode_item_descriptions(
     .. math::
         \mathbf{e}_i = \mathrm{Encoder}(D_m^i)
 
+    Items without any text get a zero vector (see :func:`encode_item_texts`),
+    counted in :obj:`counts['empty']` of the descriptions.
+
     Args:
         data (HeteroData): The dataset.
         encoder (TextEncoder): The sentence encoder.
@@ -146,7 +185,8 @@ def encode_item_descriptions(
     items = prompt_item_descriptions(data, image_descriptions or {},
                                      tokenizer=encoder.tokenizer,
                                      max_tokens=encoder.token_budget())
-    return encoder.encode(items.texts).float(), items
+    x, items.counts['empty'] = encode_item_texts(encoder, items.texts)
+    return x, items
 
 
 def require_item_text(data: HeteroData) -> None:

@@ -1,25 +1,71 @@
 r"""Command-line options shared by ``mllmrec describe`` and
-``mllmrec prefer``: the backend, its model and server, and the cache."""
+``mllmrec prefer``: the backend, its model and server, and the cache; and
+the argparse types :func:`positive_int` and :func:`positive_float`, which
+refuse a zero or negative value at parse time with the option named."""
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any, Dict
 
 from mllmrec_pyg.llm.backends import BACKENDS, GenerationBackend, make_backend
 from mllmrec_pyg.llm.cache import GenerationCache
 
+__all__ = ['add_backend_options', 'add_http_options', 'build_backend',
+           'open_cache', 'positive_float', 'positive_int']
+
+
+def positive_int(text: str) -> int:
+    r"""An argparse :obj:`type`: an integer :obj:`>= 1`.
+
+    argparse reports a refusal as one line naming the option, e.g.
+    :obj:`"argument --concurrency: must be an integer >= 1 (got '0')"`.
+
+    Args:
+        text (str): The option's value as typed.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f'must be an integer >= 1 (got {text!r})')
+    return value
+
+
+def positive_float(text: str) -> float:
+    r"""An argparse :obj:`type`: a finite number :obj:`> 0`.
+
+    argparse reports a refusal as one line naming the option, e.g.
+    :obj:`"argument --timeout: must be a number > 0 (got '0')"`.
+
+    Args:
+        text (str): The option's value as typed.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f'must be a number > 0 (got {text!r})')
+    return value
+
 
 def add_http_options(parser: Any) -> None:
     r"""``--concurrency`` and ``--timeout`` of the OpenAI-compatible HTTP
     backend, on a parser or an argument group."""
-    parser.add_argument('--concurrency', type=int, default=4,
+    parser.add_argument('--concurrency', type=positive_int, default=4,
                         help="requests in flight at once ('openai'; default: 4)")
-    parser.add_argument('--timeout', type=float, default=120.0,
+    parser.add_argument('--timeout', type=positive_float, default=120.0,
                         help="seconds per request attempt ('openai'; default: 120)")
 
 
 def add_backend_options(parser: argparse.ArgumentParser,
                         default_backend: str) -> None:
+    r"""The ``backend`` option group: backend, model, server, generation
+    settings, cache and progress bar."""
     group = parser.add_argument_group('backend')
     group.add_argument('--backend', choices=BACKENDS, default=default_backend,
                        help=f'generation backend (default: {default_backend})')
@@ -34,16 +80,16 @@ def add_backend_options(parser: argparse.ArgumentParser,
                        "$MLLMREC_OPENAI_BASE_URL or $OPENAI_BASE_URL); the API "
                        "key is read from $MLLMREC_OPENAI_API_KEY or "
                        "$OPENAI_API_KEY only")
-    group.add_argument('--max-new-tokens', type=int, default=160,
+    group.add_argument('--max-new-tokens', type=positive_int, default=160,
                        help='most tokens to generate (default: 160)')
     group.add_argument('--seed', type=int, default=0,
                        help='generation seed (default: 0)')
     add_http_options(group)
-    group.add_argument('--batch-size', type=int, default=1,
+    group.add_argument('--batch-size', type=positive_int, default=1,
                        help="text prompts generated together by a local model ('hf'; "
                        "batching changes greedy outputs slightly, so it is part of the "
                        "cache key; default: 1)")
-    group.add_argument('--threads', type=int, default=None,
+    group.add_argument('--threads', type=positive_int, default=None,
                        help="CPU threads of local models (default: 1 for "
                        "'smollm2', unchanged for 'hf')")
     group.add_argument('--cache', default=None,
@@ -57,6 +103,7 @@ def add_backend_options(parser: argparse.ArgumentParser,
 
 
 def build_backend(args: argparse.Namespace) -> GenerationBackend:
+    r"""Returns the backend the parsed options describe."""
     options: Dict[str, Any] = {}
     if args.backend == 'openai':
         options = dict(max_tokens=args.max_new_tokens, seed=args.seed,
@@ -74,4 +121,7 @@ def build_backend(args: argparse.Namespace) -> GenerationBackend:
 
 
 def open_cache(args: argparse.Namespace) -> GenerationCache:
+    r"""Opens :obj:`--cache` (default: :obj:`$MLLMREC_HOME/llm/
+    generations.sqlite`); an unusable cache is a one-line
+    :class:`ValueError` naming the file and the fix."""
     return GenerationCache(args.cache)

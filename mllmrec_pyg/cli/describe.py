@@ -9,6 +9,7 @@ from mllmrec_pyg.cli._llm_options import (
     add_backend_options,
     build_backend,
     open_cache,
+    positive_float,
 )
 
 
@@ -29,8 +30,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--template', default=None, metavar='FILE',
                    help="a Prompt1 override (text; '{dataset name}' is "
                    'replaced by the domain)')
-    p.add_argument('--image-timeout', type=float, default=20.0,
-                   help='seconds to fetch one image URL (default: 20)')
+    p.add_argument('--image-timeout', type=positive_float, default=20.0,
+                   help='seconds the whole download of one image URL may '
+                   'take (default: 20)')
+    p.add_argument('--max-image-mb', type=positive_float, default=20.0,
+                   metavar='MB',
+                   help='skip images larger than MB megabytes (2**20 bytes; '
+                   'default: 20)')
     add_backend_options(p, default_backend='image-stats')
     p.set_defaults(func=run)
 
@@ -55,15 +61,21 @@ def run(args: argparse.Namespace) -> int:
     items = None
     if args.max_items is not None:
         items = range(min(args.max_items, int(data['item'].num_nodes)))
-    backend = build_backend(args)
+    # The cache first: an unusable one is refused before a model loads.
+    cache = open_cache(args)
+    try:
+        backend = build_backend(args)
+    except BaseException:
+        cache.close()
+        raise
     if not backend.is_llm:
         print(f"NOTE: backend '{backend.name}' is NOT an MLLM: descriptions "
               'are image statistics written as text', file=sys.stderr)
-    cache = open_cache(args)
     try:
         run_ = describe_items(data, backend, cache, template, items,
                               progress=not args.no_progress,
-                              image_timeout=args.image_timeout)
+                              image_timeout=args.image_timeout,
+                              max_image_mb=args.max_image_mb)
         run_.write(data, args.out)
         if args.export_cache:
             cache.export(args.export_cache)

@@ -10,6 +10,7 @@ from mllmrec_pyg.cli._llm_options import (
     add_backend_options,
     build_backend,
     open_cache,
+    positive_int,
 )
 
 
@@ -37,9 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--descriptions', default=None, metavar='TSV',
                    help='image descriptions from `mllmrec describe` '
                    '(descriptions.tsv) to append to the item text')
-    p.add_argument('--max-items', type=int, default=50,
+    p.add_argument('--max-items', type=positive_int, default=50,
                    help='most items listed per user (default: 50)')
-    p.add_argument('--max-prompt-words', type=int, default=1500,
+    p.add_argument('--max-prompt-words', type=positive_int, default=1500,
                    help='most words per prompt (default: 1500)')
     p.add_argument('--max-description-words', type=int, default=None,
                    metavar='N',
@@ -97,8 +98,13 @@ def run(args: argparse.Namespace) -> int:
     users = None
     if args.max_users is not None:
         users = range(min(args.max_users, int(data['user'].num_nodes)))
-    backend = build_backend(args)
+    # The cache first: an unusable one is refused before a model loads.
     cache = open_cache(args)
+    try:
+        backend = build_backend(args)
+    except BaseException:
+        cache.close()
+        raise
     if args.preference_source == 'full_history':
         # Said before the (long) generation starts, and again at the end.
         print("WARNING: --preference-source full_history builds preferences "

@@ -26,8 +26,15 @@ def run(args: argparse.Namespace) -> int:
         if not os.path.exists(path):
             raise FileNotFoundError(f'{path}: not found; RUN_DIR must be the --out folder '
                                     'of `mllmrec train` or `mllmrec run`')
-    with open(metrics_path, encoding='utf-8') as f:
-        metrics = json.load(f)
+    try:
+        with open(metrics_path, encoding='utf-8') as f:
+            metrics = json.load(f)
+        if not isinstance(metrics, dict):
+            raise ValueError('not a mapping')
+    except ValueError:  # json's errors, UnicodeDecodeError
+        raise ValueError(f'{metrics_path}: not a readable metrics.json (corrupt or '
+                         'truncated); rerun the run with --force evaluate to write it '
+                         'again') from None
     config = build_config(config=config_path)
     write_report(os.path.join(args.run_dir, 'report.md'), config, metrics)
     print(os.path.join(args.run_dir, 'report.md'))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict, Optional, Tuple
 
-from mllmrec_pyg.cli._llm_options import add_http_options
+from mllmrec_pyg.cli._llm_options import add_http_options, positive_int
 from mllmrec_pyg.cli.train import (
     add_config_options,
     add_run_options,
@@ -91,7 +91,7 @@ def _add_pipeline_parser(p: argparse.ArgumentParser) -> None:
                    help="how many users (the first, by index) get LLM preferences: "
                    "a number or 'all' (default: 8, so the default run takes "
                    'minutes on a CPU); the others use the stand-in')
-    p.add_argument('--max-new-tokens', type=int, default=96,
+    p.add_argument('--max-new-tokens', type=positive_int, default=96,
                    help='most tokens per generation (default: 96, short enough for the '
                    "default CPU run; 'mllmrec prefer' defaults to 160)")
     add_http_options(p)
@@ -100,6 +100,10 @@ def _add_pipeline_parser(p: argparse.ArgumentParser) -> None:
                    help="'train' (default) or the reference's LEAKY 'full_history'")
     p.add_argument('--cache', default=None,
                    help='generation cache (default: $MLLMREC_HOME/llm/generations.sqlite)')
+    p.add_argument('--allow-stand-in', action='store_true',
+                   help='go on when no user got an LLM preference (every preference call '
+                   'failed) and train on the mean-of-training-items stand-in; by '
+                   'default that stops the run with exit status 1')
     add_config_options(p)
     add_run_options(p)
     p.set_defaults(func=run)
@@ -132,9 +136,15 @@ def backend_specs(args: argparse.Namespace) -> Tuple[Optional[BackendSpec],
 
 
 def run(args: argparse.Namespace) -> int:
-    from mllmrec_pyg.experiment import build_config, load_experiment_data, run_pipeline
+    from mllmrec_pyg.experiment import (
+        build_config,
+        check_out_dir,
+        load_experiment_data,
+        run_pipeline,
+    )
     from mllmrec_pyg.experiment.pipeline import first_users
 
+    check_out_dir(args.out)
     config = build_config(args.path, recipe=args.recipe, config=args.config,
                           overrides=shortcut_overrides(args), model='mllmrec', log=say)
     data = load_experiment_data(config, args.path)
@@ -146,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
                           users=users, preference_source=args.preference_source,
                           cache=args.cache, force=args.force, device=args.device,
                           progress=not args.no_progress, until=UNTIL.get(args.command),
-                          log=say)
+                          allow_stand_in=args.allow_stand_in, log=say)
     if result is None:
         say(f'{args.command}: done -> {args.out}')
         return 0

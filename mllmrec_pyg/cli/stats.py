@@ -21,6 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--seed', type=int, default=2024, help='seed of a drawn split')
     p.add_argument('--k-core', type=int, default=None,
                    help='k-core filter (default: 5 for raw Amazon, else none)')
+    p.add_argument('--inter-file', default=None, metavar='FILE',
+                   help='the interaction file, when the folder holds several (relative '
+                   'to the folder)')
     p.add_argument('--details', action='store_true',
                    help='also print the processing report (duplicates, '
                    'cold-start users, ...)')
@@ -29,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     data = load_dataset(args.path, split=args.split, seed=args.seed,
-                        k_core=args.k_core)
+                        k_core=args.k_core, inter_file=args.inter_file)
     stats: dict = dict(dataset_stats(data))
     if args.details:
         stats['report'] = {k: v for k, v in data.report.items() if k != 'warnings'}

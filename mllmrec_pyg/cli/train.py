@@ -12,8 +12,22 @@ import argparse
 import sys
 from typing import List
 
+from mllmrec_pyg.cli._llm_options import positive_int
+
 #: Models the command trains (see :func:`mllmrec_pyg.nn.models.build_model`).
 MODEL_CHOICES = ('mllmrec', 'lightgcn', 'bpr', 'vbpr')
+
+
+def non_negative_int(text: str) -> int:
+    r"""An argparse :obj:`type`: an integer :obj:`>= 0` (argparse names the
+    option in its one-line refusal)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be an integer >= 0 (got {text!r})')
+    return value
 
 
 def add_config_options(p: argparse.ArgumentParser) -> None:
@@ -32,13 +46,16 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
     group.add_argument('--set', dest='overrides', action='append', default=[],
                        metavar='SECTION.KEY=VALUE',
                        help='override one setting, e.g. --set graph.alpha=0.6 (repeatable)')
-    group.add_argument('--epochs', type=int, default=None,
+    group.add_argument('--epochs', type=positive_int, default=None,
                        help='maximum epochs, i.e. --set train.max_epochs=N (default: 1000)')
-    group.add_argument('--patience', type=int, default=None,
+    group.add_argument('--patience', type=non_negative_int, default=None,
                        help='early-stopping patience, i.e. --set train.patience=N '
                        '(default: 20)')
     group.add_argument('--seed', type=int, default=None,
                        help='seed of everything, i.e. --set train.seed=N (default: 2024)')
+    group.add_argument('--inter-file', default=None, metavar='FILE',
+                       help='the interaction file of a dataset folder that holds several '
+                       '(relative to the folder), i.e. --set dataset.inter_file=FILE')
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -92,6 +109,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def shortcut_overrides(args: argparse.Namespace) -> List[str]:
     r"""The ``--set`` strings of the shortcut options that were given."""
+    import json
+
     out = list(args.overrides)
     for option, key in (('epochs', 'train.max_epochs'), ('patience', 'train.patience'),
                         ('seed', 'train.seed')):
@@ -100,9 +119,11 @@ def shortcut_overrides(args: argparse.Namespace) -> List[str]:
             out.append(f'{key}={value}')
     if getattr(args, 'exclude_val_at_test', False):
         out.append('train.exclude_val_at_test=true')
-    if getattr(args, 'preferences', None):
-        import json
-        out.append(f'dataset.preferences={json.dumps(args.preferences)}')
+    for option, key in (('preferences', 'dataset.preferences'),
+                        ('inter_file', 'dataset.inter_file')):
+        value = getattr(args, option, None)
+        if value:
+            out.append(f'{key}={json.dumps(value)}')
     return out
 
 
@@ -123,8 +144,9 @@ def print_result(result: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mllmrec_pyg.experiment import build_config, run_experiment
+    from mllmrec_pyg.experiment import build_config, check_out_dir, run_experiment
 
+    check_out_dir(args.out)
     if args.model is None and args.config is None:
         raise ValueError(f'name the model with --model (one of {", ".join(MODEL_CHOICES)})'
                          ' or give a --config with model.name')

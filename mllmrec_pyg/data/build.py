@@ -56,17 +56,51 @@ def _side_columns(table: pd.DataFrame, raw_ids: List[str], columns: Sequence[str
     return {col: aligned[col].fillna('').astype(str).tolist() for col in columns}
 
 
+#: The names of the split labels 0, 1 and 2.
+LABEL_NAMES = ('train', 'val', 'test')
+
+
+def duplicate_label_conflicts(inter: pd.DataFrame) -> Dict[str, Any]:
+    r"""Counts the repeated :obj:`(user, item)` pairs of :obj:`inter` whose
+    occurrences carry different split labels, and the label that
+    :func:`drop_duplicate_pairs` keeps for them (the first occurrence's).
+
+    Returns :obj:`{'pairs': n, 'kept': {'train': a, 'test': b, ...}}` (only
+    the labels kept at least once; :obj:`{'pairs': 0, 'kept': {}}` without
+    a :obj:`label` column).
+
+    Args:
+        inter (pandas.DataFrame): Interactions with :obj:`user`, :obj:`item`
+            and, for a given split, :obj:`label` columns.
+    """
+    if 'label' not in inter.columns:
+        return {'pairs': 0, 'kept': {}}
+    repeated = inter[inter.duplicated(['user', 'item'], keep=False)]
+    if len(repeated) == 0:
+        return {'pairs': 0, 'kept': {}}
+    labels = repeated.groupby(['user', 'item'], sort=False)['label']
+    conflicting = repeated[labels.transform('nunique').to_numpy() > 1]
+    first = conflicting.drop_duplicates(['user', 'item'], keep='first')
+    counts = first['label'].value_counts().sort_index()
+    names = {i: name for i, name in enumerate(LABEL_NAMES)}
+    return {'pairs': len(first),
+            'kept': {names.get(label, f'label {label}'): int(n)
+                     for label, n in counts.items()}}
+
+
 def drop_duplicate_pairs(inter: pd.DataFrame, source: str = ''
                          ) -> Tuple[pd.DataFrame, int]:
     r"""Removes repeated :obj:`(user, item)` pairs from the interactions
     :obj:`inter`, keeping the first occurrence of each, and warns naming the
-    line of the first repeat.
+    line of the first repeat and, when the repeats carry other split labels
+    than the kept occurrence, how many pairs did and which labels were kept
+    (see :func:`duplicate_label_conflicts`).
 
     Returns the remaining interactions and the number removed.
 
     Args:
         inter (pandas.DataFrame): Interactions with :obj:`user`, :obj:`item`
-            and :obj:`line` columns.
+            and :obj:`line` columns (and :obj:`label` for a given split).
         source (str, optional): The file named in the warning.
             (default: :obj:`''`)
     """
@@ -74,9 +108,17 @@ def drop_duplicate_pairs(inter: pd.DataFrame, source: str = ''
     count = int(dup.sum())
     if count:
         first = int(inter['line'].to_numpy()[dup][0])
+        conflicts = duplicate_label_conflicts(inter)
+        if conflicts['pairs']:
+            kept = ', '.join(f'{n} {name}'
+                             for name, n in conflicts['kept'].items())
+            what = (f"{conflicts['pairs']} had conflicting split labels "
+                    f'(kept the first: {kept})')
+        else:
+            what = 'the first occurrence of each pair is kept'
         warnings.warn(f'{source}: {count} duplicate user-item '
-                      f'pair(s) removed (first at line {first}); the first '
-                      'occurrence of each pair is kept', stacklevel=2)
+                      f'pair(s) removed (first at line {first}); {what}',
+                      stacklevel=2)
         inter = inter[~dup]
     return inter, count
 
@@ -107,31 +149,74 @@ def filter_k_core(inter: pd.DataFrame, k: int, source: str = ''
     return inter, removed
 
 
+#: MMRec ids are node indices; a largest id beyond
+#: :math:`2 \cdot \#\mathrm{distinct} + 1000` is refused as a mistake.
+SPARSE_ID_SLACK = 1000
+
+
+def check_dense_ids(inter: pd.DataFrame, column: str, name: str,
+                    source: str = '') -> None:
+    r"""Refuses MMRec ids (node indices) whose largest value is far beyond
+    their number, :math:`\max + 1 > 2 \cdot \#\mathrm{distinct} +`
+    :obj:`SPARSE_ID_SLACK`, which would create that many nodes without an
+    interaction (and exhaust memory for ids such as :obj:`10**12`).
+
+    Args:
+        inter (pandas.DataFrame): Interactions, with :obj:`column` holding
+            integer ids and optionally :obj:`line`.
+        column (str): :obj:`'user'` or :obj:`'item'`.
+        name (str): The column as the file names it (e.g. :obj:`'itemID'`).
+        source (str, optional): The file named in the error.
+            (default: :obj:`''`)
+
+    Raises:
+        ValueError: Naming the file, the line of the largest id and the fix.
+    """
+    values = inter[column].to_numpy()
+    if values.size == 0:
+        return
+    largest = int(values.max())
+    distinct = int(pd.unique(values).size)
+    if largest + 1 <= 2 * distinct + SPARSE_ID_SLACK:
+        return
+    where = source
+    if 'line' in inter.columns:
+        line = int(inter['line'].to_numpy()[int(values.argmax())])
+        where = f'{source}, line {line}'
+    raise ValueError(
+        f'{where}: {name} {largest} is far beyond the {distinct} distinct '
+        f'{name}s (MMRec ids are 0-based node indices, so this would make '
+        f'{largest + 1} {column} nodes). Renumber the {name}s 0..'
+        f'{distinct - 1}, or pass remap_ids=True (a config: dataset.remap_ids: '
+        'true) to renumber them in id order')
+
+
 def index_nodes(inter: pd.DataFrame, integer_ids: bool = False,
-                num_feature_rows: int = 0
+                source: str = ''
                 ) -> Tuple[np.ndarray, List[str], np.ndarray, List[str]]:
     r"""Maps the raw user and item ids of :obj:`inter` to node indices.
 
-    With :obj:`integer_ids` (MMRec's 0-based ids) an id is its own index and
-    the item nodes cover the :obj:`num_feature_rows` rows of the feature files
-    too, so that row ``i`` stays item ``i``; otherwise ids are sorted
-    (numerically when all are integers) and numbered from 0.
+    With :obj:`integer_ids` (MMRec's 0-based ids) an id is its own index, so
+    that row ``i`` of a feature file stays item ``i``, and ids far beyond
+    their number are refused (:func:`check_dense_ids`); otherwise ids are
+    sorted (numerically when all are integers) and numbered from 0.
 
     Returns :obj:`(user, user_ids, item, item_ids)`: the per-interaction
     indices and the raw id of every node.
 
     Args:
         inter (pandas.DataFrame): Interactions with :obj:`user` and
-            :obj:`item` columns.
+            :obj:`item` columns (and :obj:`line`, named in errors).
         integer_ids (bool, optional): Whether ids are node indices.
             (default: :obj:`False`)
-        num_feature_rows (int, optional): The most rows of an item feature
-            file, used with :obj:`integer_ids`. (default: :obj:`0`)
+        source (str, optional): The file named in errors.
+            (default: :obj:`''`)
     """
+    if integer_ids:
+        check_dense_ids(inter, 'user', 'userID', source)
+        check_dense_ids(inter, 'item', 'itemID', source)
     user, user_ids = _index(inter['user'], integer_ids)
     item, item_ids = _index(inter['item'], integer_ids)
-    if integer_ids and num_feature_rows > len(item_ids):
-        item_ids = [str(i) for i in range(num_feature_rows)]
     return user, user_ids, item, item_ids
 
 
@@ -334,8 +419,43 @@ def add_user_side(data: HeteroData, table: Optional[pd.DataFrame],
         data['user'].meta = _side_columns(table, user_ids, list(table.columns))
 
 
-def add_item_features(data: HeteroData, features: Dict[str, np.ndarray]
-                      ) -> None:
+def align_item_features(features: Dict[str, np.ndarray], item_ids: List[str],
+                        num_ids: int, files: Optional[Dict[str, str]] = None,
+                        source: str = '') -> Dict[str, np.ndarray]:
+    r"""Checks that every MMRec feature matrix of :obj:`features` has one row
+    per item id of the interaction file (row ``i`` = the item whose id is
+    ``i``, ids :obj:`0..num_ids - 1`) and returns the rows of the item nodes
+    :obj:`item_ids` (all of them, in order, unless the ids were renumbered
+    by a k-core filter or :obj:`remap_ids`).
+
+    Args:
+        features (Dict[str, numpy.ndarray]): Feature matrices by name.
+        item_ids (List[str]): The file id of every item node.
+        num_ids (int): The number of item ids, :obj:`max(itemID) + 1`.
+        files (Dict[str, str], optional): The file of each feature, named in
+            errors. (default: :obj:`None`)
+        source (str, optional): The interaction file, named in errors.
+            (default: :obj:`''`)
+
+    Raises:
+        ValueError: If a matrix has more or fewer rows than :obj:`num_ids`.
+    """
+    out = {}
+    for name, feat in features.items():
+        if len(feat) != num_ids:
+            where = (files or {}).get(name, f'{name}.npy')
+            raise ValueError(
+                f'{where} has {len(feat)} rows but the dataset has {num_ids} '
+                f'items (itemIDs 0..{num_ids - 1} in '
+                f'{os.path.basename(source) or "the interactions"}; row i '
+                'must be item i): give the file one row per item')
+        out[name] = feat if len(item_ids) == num_ids else \
+            feat[np.asarray(item_ids, dtype=np.int64)]
+    return out
+
+
+def add_item_features(data: HeteroData, features: Dict[str, np.ndarray],
+                      files: Optional[Dict[str, str]] = None) -> None:
     r"""Adds each modality feature matrix of :obj:`features` (row ``i`` =
     item ``i``) to :obj:`data['item']` under its name, as float32.
 
@@ -343,13 +463,35 @@ def add_item_features(data: HeteroData, features: Dict[str, np.ndarray]
         data (HeteroData): The graph, with its item nodes, modified in place.
         features (Dict[str, numpy.ndarray]): Feature matrices by name (e.g.
             :obj:`'image_feat'`), one row per item.
+        files (Dict[str, str], optional): The file of each feature, named in
+            errors. (default: :obj:`None`, :obj:`<name>.npy`)
     """
     num_items = data['item'].num_nodes
     for name, feat in features.items():
         if len(feat) != num_items:
-            raise ValueError(f'{name}.npy has {len(feat)} rows but the dataset '
+            where = (files or {}).get(name, f'{name}.npy')
+            raise ValueError(f'{where} has {len(feat)} rows but the dataset '
                              f'has {num_items} items (row i must be item i)')
         data['item'][name] = torch.from_numpy(np.asarray(feat, dtype=np.float32))
+
+
+def check_train_edges(label: np.ndarray, method: str, source: str = ''
+                      ) -> None:
+    r"""Refuses a split without a single training interaction (label 0):
+    nothing could be learned from it.
+
+    Args:
+        label (numpy.ndarray): The split label of every interaction.
+        method (str): The split method used, named in the error.
+        source (str, optional): The file named in the error.
+            (default: :obj:`''`)
+    """
+    if label.size and not bool((label == 0).any()):
+        fix = ("label some interactions 0 (train) in 'x_label', or use "
+               "split='mmrec' to draw a split" if method == 'given' else
+               'use another split or more interactions per user')
+        raise ValueError(f"{source}: split='{method}' puts none of the "
+                         f'{label.size} interactions in training: {fix}')
 
 
 def build_hetero_data(
@@ -359,11 +501,13 @@ def build_hetero_data(
     k: int = 0,
     text_fields: Sequence[str] = DEFAULT_TEXT_FIELDS,
     temporal_ratios: Tuple[float, float, float] = (0.8, 0.1, 0.1),
+    remap_ids: bool = False,
 ) -> HeteroData:
     r"""Builds the dataset's :class:`~torch_geometric.data.HeteroData`:
     :func:`drop_duplicate_pairs`, :func:`filter_k_core`, :func:`index_nodes`,
-    :func:`split_labels`, :func:`find_cold_start`, :func:`add_nodes`,
-    :func:`add_interactions`, :func:`add_item_side`, :func:`add_user_side`,
+    :func:`split_labels`, :func:`check_train_edges`, :func:`find_cold_start`,
+    :func:`add_nodes`, :func:`add_interactions`, :func:`add_item_side`,
+    :func:`add_user_side`, :func:`align_item_features`,
     :func:`add_item_features` and the reverse relation
     (:class:`~torch_geometric.transforms.ToUndirected`), with what each step
     found in :obj:`data.report`.
@@ -379,20 +523,37 @@ def build_hetero_data(
         temporal_ratios (Tuple[float, float, float], optional): Train/valid/test
             fractions of the global temporal split. (default: :obj:`(0.8, 0.1,
             0.1)`)
+        remap_ids (bool, optional): Renumber MMRec's integer ids in id order
+            instead of using them as node indices (for ids far beyond their
+            number, see :func:`check_dense_ids`); :obj:`raw_id` keeps the
+            file's ids and feature rows are taken at them.
+            (default: :obj:`False`)
     """
     if split not in SPLITS:
         raise ValueError(f"Unknown split '{split}' (expected one of {SPLITS})")
     report: Dict[str, Any] = {'source': os.path.basename(raw.source)}
     inter, report['duplicates'] = drop_duplicate_pairs(raw.inter, raw.source)
+    if 'label' in raw.inter.columns:
+        report['duplicate_label_conflicts'] = duplicate_label_conflicts(
+            raw.inter)
     if k > 1:
         inter, removed = filter_k_core(inter, k, raw.source)
         report.update(k_core=k, k_core_removed=removed)
     # After k-core filtering ids are no longer contiguous: renumber.
-    rows = max((len(v) for v in raw.item_features.values()), default=0)
-    user, user_ids, item, item_ids = index_nodes(
-        inter, raw.integer_ids and k <= 1, rows)
+    as_index = raw.integer_ids and k <= 1 and not remap_ids
+    user, user_ids, item, item_ids = index_nodes(inter, as_index, raw.source)
+    if raw.integer_ids and remap_ids:
+        report['remap_ids'] = True
+        changed = [f'{len(ids)} {name}s' for name, ids in
+                   (('userID', user_ids), ('itemID', item_ids))
+                   if ids and int(ids[-1]) + 1 != len(ids)]
+        if changed:
+            warnings.warn(f'{raw.source}: remap_ids=True renumbered the '
+                          f'{" and the ".join(changed)} 0.. in id order '
+                          "(raw_id keeps the file's ids)", stacklevel=2)
     label, report['split'] = split_labels(inter, user, split, seed,
                                           temporal_ratios, raw.source)
+    check_train_edges(label, report['split'], raw.source)
     if report['split'] == 'mmrec':
         report['seed'] = seed
     has_train, report['cold_start_users'] = find_cold_start(
@@ -404,7 +565,12 @@ def build_hetero_data(
     report.update(add_item_side(data, raw.item_table, item_ids, text_fields,
                                 raw.root))
     add_user_side(data, raw.user_table, user_ids)
-    add_item_features(data, raw.item_features)
+    features = raw.item_features
+    if raw.integer_ids and features:
+        num_ids = int(raw.inter['item'].max()) + 1
+        features = align_item_features(features, item_ids, num_ids,
+                                       raw.item_feature_files, raw.source)
+    add_item_features(data, features, raw.item_feature_files)
 
     data = T.ToUndirected()(data)
     data.report = report

@@ -6,12 +6,13 @@ import glob
 import json
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import pandas as pd
+import torch
 from torch_geometric.data import HeteroData, InMemoryDataset
 
 from .build import build_hetero_data
@@ -22,6 +23,7 @@ from .readers import (
     find_amazon_raw,
     read_amazon_meta,
     read_amazon_ratings,
+    read_item_features,
     read_mmrec_inter,
     read_recbole_inter,
     read_recbole_side,
@@ -31,7 +33,12 @@ from .readers import (
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the processed layout changes, so old files are not reused.
-PROCESSED_VERSION = 1
+PROCESSED_VERSION = 2
+
+# A processed file is the tuple (dict, None, HeteroData) that
+# InMemoryDataset.save writes: plain containers, tensors and this one class,
+# all that torch.load(weights_only=True) has to allow (PyG allows it too).
+torch.serialization.add_safe_globals([HeteroData])
 
 #: The domain that fills Prompt1's ``{dataset name}``, by folder-name keyword.
 DOMAINS: Dict[str, str] = {
@@ -218,7 +225,8 @@ def read_dataset_files(files: DatasetFiles) -> RawDataset:
             raw.user_table = _join_side(raw.user_table, table)
     for feat in files.features:
         name = os.path.basename(feat)[:-len('.npy')]
-        raw.item_features[name] = np.load(feat)
+        raw.item_features[name] = read_item_features(feat)
+        raw.item_feature_files[name] = feat
         raw.files.append(feat)
     return raw
 
@@ -260,8 +268,14 @@ def dataset_domain(files: DatasetFiles, name: str,
     if domain:
         return domain
     if files.info is not None:
-        with open(files.info) as f:
-            found = json.load(f).get('domain')
+        try:
+            with open(files.info, encoding='utf-8') as f:
+                info = json.load(f)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f'{files.info}: not a UTF-8 JSON object '
+                             f'({str(exc).splitlines()[0]}). Write it as '
+                             '{"domain": "..."}') from None
+        found = info.get('domain') if isinstance(info, dict) else None
         if found:
             return str(found)
     lowered = name.lower()
@@ -301,7 +315,10 @@ class RecDataset(InMemoryDataset):
     ``~/.cache/mllmrec_pyg``), keyed by a hash of the raw files' content and
     every preprocessing argument: changing either reprocesses.  The raw files
     are :obj:`files` (see :func:`find_dataset_files`), the very files that
-    processing reads.
+    processing reads.  The processed file is only ever loaded with
+    :obj:`torch.load(weights_only=True)` (no pickled code runs); one that
+    does not load so (crafted, corrupt or truncated) is reprocessed from the
+    raw files, with a warning naming it.
 
     **STATS:**
 
@@ -362,6 +379,11 @@ class RecDataset(InMemoryDataset):
             (default: :obj:`None`)
         force_reload (bool, optional): Re-process even if a processed file
             exists. (default: :obj:`False`)
+        remap_ids (bool, optional): Renumber MMRec's integer ids in id order
+            instead of using them as node indices (needed when the largest
+            id is far beyond their number; :obj:`raw_id` keeps the file's
+            ids, and feature rows are taken at them), with a warning.
+            (default: :obj:`False`)
     """
 
     def __init__(
@@ -378,6 +400,7 @@ class RecDataset(InMemoryDataset):
         transform: Optional[Callable] = None,
         pre_transform: Optional[Callable] = None,
         force_reload: bool = False,
+        remap_ids: bool = False,
     ) -> None:
         root = os.path.abspath(os.path.expanduser(root))
         self.name = os.path.basename(root.rstrip(os.sep))
@@ -386,6 +409,7 @@ class RecDataset(InMemoryDataset):
         self.inter_file = inter_file
         self.category = category
         self.text_fields = tuple(text_fields)
+        self.remap_ids = remap_ids
         self.files = find_dataset_files(root, inter_file, category)
         self.domain = dataset_domain(self.files, self.name, domain)
         self.k_core = ((5 if self.files.format == 'amazon_raw' else 0)
@@ -395,7 +419,8 @@ class RecDataset(InMemoryDataset):
             'split': split, 'seed': seed, 'k_core': self.k_core,
             'text_fields': list(self.text_fields), 'inter_file': inter_file,
             'category': category, 'domain': self.domain,
-            'pre_transform': repr(pre_transform), 'version': PROCESSED_VERSION,
+            'pre_transform': repr(pre_transform), 'remap_ids': remap_ids,
+            'version': PROCESSED_VERSION,
         })[:20]
         self._processed_root = processed_root or os.path.join(
             mllmrec_home(), 'processed')
@@ -425,6 +450,35 @@ class RecDataset(InMemoryDataset):
             'RecBole or raw Amazon 2014 files in this folder (see the '
             'README); nothing can be downloaded here')
 
+    def _process(self) -> None:
+        # Replaces PyG's, which unpickles pre_transform.pt / pre_filter.pt
+        # with weights_only=False (code in them would run); the key already
+        # names pre_transform, so neither file is read or written here.
+        path = self.processed_paths[0]
+        if not self.force_reload and os.path.exists(path):
+            try:
+                self._loaded: Optional[Tuple[Any, Any]] = load_processed(path)
+                return
+            except ValueError as exc:
+                warnings.warn(f'{exc}; reprocessing it from the raw files in '
+                              f'{self.root}', stacklevel=5)
+        os.makedirs(self.processed_dir, exist_ok=True)
+        self.process()
+
+    def load(self, path: str, data_cls: type = HeteroData) -> None:
+        r"""Loads the processed file :obj:`path` with
+        :obj:`torch.load(weights_only=True)` only (see
+        :func:`load_processed`)."""
+        loaded = getattr(self, '_loaded', None)
+        self._loaded = None
+        if loaded is None:
+            try:
+                loaded = load_processed(path)
+            except ValueError as exc:
+                raise ValueError(f'{exc}; the pre_transform must store only '
+                                 'tensors and plain Python values') from None
+        self.data, self.slices = loaded
+
     def process(self) -> None:
         log.info('Processing %s', self.root)
         raw = read_dataset_files(self.files)
@@ -432,18 +486,67 @@ class RecDataset(InMemoryDataset):
             warnings.simplefilter('always')
             data = build_hetero_data(raw, split=self.split_method,
                                      seed=self.seed, k=self.k_core,
-                                     text_fields=self.text_fields)
+                                     text_fields=self.text_fields,
+                                     remap_ids=self.remap_ids)
         data.report['warnings'] = [str(w.message) for w in caught]
         for w in caught:
-            warnings.warn(w.message, stacklevel=2)
+            # Attributed, as before, to PyG's Dataset.__init__ (the caller of
+            # _process), which runs processing.
+            warnings.warn(w.message, stacklevel=3)
         data.name = self.name
         data.domain = self.domain
         if self.pre_transform is not None:
             data = self.pre_transform(data)
-        self.save([data], self.processed_paths[0])
+        # Written aside and renamed: an interrupted save leaves no torn file.
+        path = self.processed_paths[0]
+        self.save([data], path + '.tmp')
+        os.replace(path + '.tmp', path)
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}({self.name})'
+
+
+def load_processed(path: str) -> Tuple[HeteroData, Any]:
+    r"""Loads a processed file written by :class:`RecDataset` (the
+    :obj:`(dict, slices, HeteroData)` of
+    :meth:`~torch_geometric.data.InMemoryDataset.save`) with
+    :obj:`torch.load(weights_only=True)` only, never falling back to a full
+    unpickling as :func:`torch_geometric.io.fs.torch_load` does: a file whose
+    pickle would run code, or that is corrupt or truncated, is refused.
+
+    Returns the :class:`~torch_geometric.data.HeteroData` and its slices.
+
+    Args:
+        path (str): The processed :obj:`data.pt`.
+
+    Raises:
+        ValueError: In one line naming :obj:`path`, if it does not load so or
+            holds something else.
+    """
+    try:
+        out = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unsafe, corrupt or truncated
+        # torch's message runs over lines; keep the one naming the global.
+        lines = [line.strip() for line in str(exc).splitlines()
+                 if line.strip()]
+        reason = next((line for line in lines
+                       if re.search('(?i)unsupported|global', line)),
+                      lines[0] if lines else '')
+        reason = reason.replace('WeightsUnpickler error: ', '')
+        reason = reason.split(' Please use')[0][:200]
+        reason = f'{type(exc).__name__}: {reason}' if reason else \
+            type(exc).__name__
+        raise ValueError(f'{path}: cannot load the processed file with '
+                         f'weights_only=True ({reason})') from None
+    if not (isinstance(out, tuple) and len(out) == 3
+            and isinstance(out[0], dict) and out[2] is HeteroData):
+        raise ValueError(f'{path}: not a processed HeteroData file '
+                         f'(found {type(out).__name__})')
+    try:
+        return HeteroData.from_dict(out[0]), out[1]
+    except Exception as exc:  # noqa: BLE001 - a dict of the wrong shape
+        raise ValueError(f'{path}: not a processed HeteroData file '
+                         f'({type(exc).__name__}: {exc})') from None
 
 
 def load_dataset(path: str, **kwargs: Any) -> HeteroData:

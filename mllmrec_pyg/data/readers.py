@@ -10,12 +10,15 @@ the line and the fix.
 from __future__ import annotations
 
 import ast
+import csv
 import glob
 import gzip
 import json
 import os
+import zlib
+from array import array
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Literal, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -46,6 +49,8 @@ class RawDataset:
             (default: :obj:`[]`)
         root (str, optional): The dataset folder, against which relative image
             paths resolve. (default: :obj:`''`)
+        item_feature_files (Dict[str, str], optional): The file of each of
+            :obj:`item_features`, named in errors. (default: :obj:`{}`)
     """
     inter: pd.DataFrame
     source: str
@@ -55,6 +60,7 @@ class RawDataset:
     item_features: Dict[str, np.ndarray] = field(default_factory=dict)
     files: List[str] = field(default_factory=list)
     root: str = ''
+    item_feature_files: Dict[str, str] = field(default_factory=dict)
 
 
 def _error(path: str, line: int | None, what: str, fix: str) -> ValueError:
@@ -62,7 +68,95 @@ def _error(path: str, line: int | None, what: str, fix: str) -> ValueError:
     return ValueError(f'{where}: {what}. {fix}')
 
 
-def _read_table(path: str, sep: str | None = None) -> pd.DataFrame:
+def _encoding_error(path: str) -> ValueError:
+    r"""The error for a file that is not UTF-8 text, naming the line and the
+    first offending byte (or UTF-16, whose byte-order mark says so)."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    if data.startswith((b'\xff\xfe', b'\xfe\xff')):
+        return _error(path, None, 'the file is UTF-16 encoded, not UTF-8',
+                      'Save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)')
+    try:
+        data.decode('utf-8')
+    except UnicodeDecodeError as exc:
+        line = data.count(b'\n', 0, exc.start) + 1
+        return _error(path, line, f'byte 0x{data[exc.start]:02x} (offset '
+                      f'{exc.start}) is not UTF-8', 'Save the file as UTF-8 '
+                      '(e.g. iconv -f latin1 -t UTF-8)')
+    return _error(path, None, 'the file is not UTF-8 text', 'Save it as UTF-8')
+
+
+def _check_text(path: str) -> None:
+    r"""Refuses UTF-16 and binary files from their first bytes (their NUL
+    bytes would otherwise parse as text)."""
+    with open(path, 'rb') as f:
+        head = f.read(1 << 12)
+    if head.startswith((b'\xff\xfe', b'\xfe\xff')):
+        raise _encoding_error(path)
+    if b'\0' in head:
+        raise _error(path, head[:head.index(b'\0')].count(b'\n') + 1,
+                     'the file holds NUL bytes (UTF-16 without a byte-order '
+                     'mark, or not text)', 'Save it as UTF-8 text')
+
+
+def _scan_rows(path: str, sep: str, header: bool = True,
+               num_fields: Optional[int] = None) -> np.ndarray:
+    r"""Returns the 1-based line of every non-blank data row of the delimited
+    text file :obj:`path` (the header excluded), after checking that the file
+    is UTF-8 and that every row has as many fields as the header (or
+    :obj:`num_fields`), raising :class:`ValueError` naming the file and the
+    line otherwise.
+
+    Args:
+        path (str): The file.
+        sep (str): The field separator; tab-separated files are read without
+            quoting, as :func:`_read_table` reads them.
+        header (bool, optional): Whether the first row is a header.
+            (default: :obj:`True`)
+        num_fields (int, optional): The number of fields of every row;
+            :obj:`None` takes the header's. (default: :obj:`None`)
+    """
+    _check_text(path)
+    quoting: Literal[0, 1, 2, 3] = csv.QUOTE_NONE if sep == '\t' else csv.QUOTE_MINIMAL
+    lines = array('q')
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, 2**31 - 1))  # long descriptions are fine
+    line = 0
+    try:
+        with open(path, encoding='utf-8-sig', newline='') as f:
+            reader = csv.reader(f, delimiter=sep, quoting=quoting)
+            expect_header = header
+            for row in reader:
+                start, line = line + 1, reader.line_num
+                if not row:
+                    continue
+                if expect_header:
+                    expect_header = False
+                    num_fields = len(row) if num_fields is None else num_fields
+                    continue
+                if num_fields is None:
+                    num_fields = len(row)
+                if len(row) != num_fields:
+                    what = 'the header has' if header else 'expected'
+                    raise _error(path, start, f'{len(row)} field(s) where '
+                                 f'{what} {num_fields}', 'Give every row one '
+                                 f'value per column, separated by {sep!r}')
+                lines.append(start)
+    except UnicodeDecodeError:
+        raise _encoding_error(path) from None
+    except csv.Error as exc:
+        raise _error(path, line + 1, f'unreadable row ({exc})',
+                     'Fix the quoting of that row') from None
+    finally:
+        csv.field_size_limit(limit)
+    return np.frombuffer(lines, dtype=np.int64).copy() if lines else \
+        np.zeros(0, dtype=np.int64)
+
+
+def _read_table(path: str, sep: str | None = None
+                ) -> Tuple[pd.DataFrame, np.ndarray]:
+    r"""Reads the delimited table :obj:`path` (all values as strings) and
+    returns it with the 1-based line of each row (see :func:`_scan_rows`)."""
     if os.path.getsize(path) == 0:
         raise _error(path, None, 'the file is empty',
                      'Expected a header line and at least one row')
@@ -70,10 +164,15 @@ def _read_table(path: str, sep: str | None = None) -> pd.DataFrame:
         with open(path, encoding='utf-8', errors='replace') as f:
             header = f.readline()
         sep = '\t' if '\t' in header else ','
+    lines = _scan_rows(path, sep)
     df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False,
-                     na_filter=False, quoting=3 if sep == '\t' else 0)
+                     na_filter=False, quoting=3 if sep == '\t' else 0,
+                     encoding='utf-8-sig')
     df.columns = [str(c).strip() for c in df.columns]
-    return df
+    if len(df) != len(lines):
+        raise _error(path, None, f'{len(lines)} rows counted but {len(df)} '
+                     'parsed', 'Check the file for stray quote characters')
+    return df, lines
 
 
 def _integer_column(df: pd.DataFrame, col: str, path: str,
@@ -99,11 +198,11 @@ def read_mmrec_inter(path: str) -> pd.DataFrame:
     r"""Reads an MMRec ``.inter`` file: tab-separated, header
     ``userID itemID x_label`` (``x_label`` 0/1/2 = train/valid/test; optional,
     and optional ``timestamp`` / ``rating`` columns)."""
-    df = _read_table(path, sep='\t')
+    df, lines = _read_table(path, sep='\t')
     if len(df) == 0:
         raise _error(path, None, 'the file has a header but no rows',
                      'Expected one interaction per line')
-    df['line'] = np.arange(2, len(df) + 2)
+    df['line'] = lines
     missing = [c for c in ('userID', 'itemID') if c not in df.columns]
     if missing:
         raise _error(path, 1, f'missing column(s) {missing} (found '
@@ -122,7 +221,7 @@ def read_mmrec_inter(path: str) -> pd.DataFrame:
             values = pd.to_numeric(df[col], errors='coerce')
             if values.isna().any():
                 row = int(np.flatnonzero(values.isna().to_numpy())[0])
-                raise _error(path, row + 2, f"column '{col}' holds "
+                raise _error(path, int(lines[row]), f"column '{col}' holds "
                              f'{df[col].iloc[row]!r}', f'Each {col} must be a number')
             out['time' if col == 'timestamp' else 'rating'] = values.to_numpy()
     return out
@@ -144,11 +243,12 @@ def read_recbole_inter(path: str) -> pd.DataFrame:
     r"""Reads a RecBole atomic ``.inter`` file (tab-separated,
     ``field:type`` header, e.g. ``user_id:token item_id:token rating:float
     timestamp:float``)."""
-    df = _recbole_header(path, _read_table(path, sep='\t'))
+    df, lines = _read_table(path, sep='\t')
+    df = _recbole_header(path, df)
     if len(df) == 0:
         raise _error(path, None, 'the file has a header but no rows',
                      'Expected one interaction per line')
-    df['line'] = np.arange(2, len(df) + 2)
+    df['line'] = lines
     missing = [c for c in ('user_id', 'item_id') if c not in df.columns]
     if missing:
         raise _error(path, 1, f'missing field(s) {missing}',
@@ -162,7 +262,7 @@ def read_recbole_inter(path: str) -> pd.DataFrame:
             values = pd.to_numeric(df[src], errors='coerce')
             if values.isna().any():
                 row = int(np.flatnonzero(values.isna().to_numpy())[0])
-                raise _error(path, row + 2, f"field '{src}' holds "
+                raise _error(path, int(lines[row]), f"field '{src}' holds "
                              f'{df[src].iloc[row]!r}', f'Each {src} must be a number')
             out[dst] = values.to_numpy()
     return out
@@ -171,7 +271,7 @@ def read_recbole_inter(path: str) -> pd.DataFrame:
 def read_recbole_side(path: str, key: str) -> pd.DataFrame:
     r"""Reads a RecBole ``.item`` / ``.user`` file, indexed by :obj:`key`
     (``item_id`` or ``user_id``)."""
-    df = _recbole_header(path, _read_table(path, sep='\t'))
+    df = _recbole_header(path, _read_table(path, sep='\t')[0])
     if key not in df.columns:
         raise _error(path, 1, f"missing field '{key}'",
                      f"The header must name '{key}:token'")
@@ -181,35 +281,110 @@ def read_recbole_side(path: str, key: str) -> pd.DataFrame:
 def read_side_table(path: str) -> tuple[str, pd.DataFrame] | None:
     r"""Reads an MMRec-style side table (tsv or csv with an ``itemID`` or
     ``userID`` column).  Returns :obj:`('item' | 'user', table)` indexed by the
-    id as a string, or :obj:`None` when the file has neither column."""
-    df = _read_table(path)
+    id as a string, or :obj:`None` when the file has neither column (read
+    no further than its header)."""
+    _check_text(path)
+    with open(path, encoding='utf-8-sig', errors='replace', newline='') as f:
+        header = f.readline()
+    sep = '\t' if '\t' in header else ','
+    fields = next(csv.reader([header], delimiter=sep), [])
+    if header and not {'itemID', 'userID'} & {c.strip() for c in fields}:
+        return None
+    df, lines = _read_table(path, sep)
     for key, kind in (('itemID', 'item'), ('userID', 'user')):
         if key in df.columns:
-            df['line'] = np.arange(2, len(df) + 2)
-            ids = _integer_column(df, key, path)
-            df = df.drop(columns=[key, 'line'])
+            ids = _integer_column(df.assign(line=lines), key, path)
+            df = df.drop(columns=[key])
             df.index = pd.Index(ids.astype(str))
             df = df[~df.index.duplicated(keep='first')]
             return kind, df
     return None
 
 
+def _parse_literal(path: str, number: int, line: str):
+    r"""Parses one line of an Amazon 2014 meta file: a Python literal (the
+    format of the 2014 dumps) or JSON."""
+    try:
+        return ast.literal_eval(line)
+    except (ValueError, SyntaxError, TypeError, RecursionError,
+            MemoryError) as exc:
+        deep = (isinstance(exc, (RecursionError, MemoryError))
+                or 'too many nested' in str(exc))
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError, MemoryError) as exc:
+        deep |= isinstance(exc, (RecursionError, MemoryError))
+        what = ('nested too deeply to parse' if deep else
+                'not a Python-literal or JSON object')
+        raise _error(path, number, what, 'Each line of an Amazon 2014 meta '
+                     'file holds one product dict') from None
+
+
+def read_item_features(path: str) -> np.ndarray:
+    r"""Reads an MMRec ``*_feat.npy`` modality feature file: a 2-D numeric
+    array, row ``i`` = item ``i``, every value finite (after the cast to
+    float32 the graph stores).  Pickled or object arrays are never loaded.
+
+    Raises :class:`ValueError` naming the file when it is no such array
+    (unreadable, 1-D or 3-D, object or string values) or holds NaN or
+    infinite values (with their count).
+
+    Args:
+        path (str): The ``.npy`` file.
+    """
+    fix = ('Save a 2-D float array [num_items, dim] with numpy.save '
+           '(row i = item i)')
+    try:
+        feat = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        what = ('it holds an object (pickled) array' if 'pickle' in str(exc)
+                else f'not a readable .npy file ({exc})')
+        raise _error(path, None, what, fix) from None
+    except (OSError, EOFError) as exc:
+        raise _error(path, None, f'not a readable .npy file ({exc})',
+                     fix) from None
+    if not isinstance(feat, np.ndarray):  # an .npz archive
+        raise _error(path, None, 'not a .npy array (an .npz archive?)', fix)
+    if feat.dtype.kind not in 'biuf':
+        raise _error(path, None, f'it holds {feat.dtype} values, not numbers',
+                     fix)
+    if feat.ndim != 2:
+        raise _error(path, None, f'it is {feat.ndim}-D (shape '
+                     f'{tuple(feat.shape)}), not [num_items, dim]', fix)
+    if feat.dtype.kind == 'f':
+        bad = first = 0
+        block = max(1, (1 << 22) // max(1, feat.shape[1]))
+        for start in range(0, len(feat), block):
+            with np.errstate(over='ignore'):  # float64 beyond float32: inf
+                part = feat[start:start + block].astype(np.float32, copy=False)
+            rows = ~np.isfinite(part)
+            count = int(rows.sum())
+            if count and not bad:
+                first = start + int(np.flatnonzero(rows.any(axis=1))[0])
+            bad += count
+        if bad:
+            raise _error(path, None, f'it holds {bad} NaN or infinite '
+                         f'value(s) (as float32; first in row {first})',
+                         'Replace them with finite values')
+    return feat
+
+
 def _literal_lines(path: str):
     opener = gzip.open if path.endswith('.gz') else open
-    with opener(path, 'rt', encoding='utf-8') as f:  # type: ignore[operator]
-        for number, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                yield ast.literal_eval(line)
-            except (ValueError, SyntaxError):
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise _error(path, number, 'not a Python-literal or JSON '
-                                 'object', 'Each line of an Amazon 2014 meta '
-                                 'file holds one product dict') from exc
+    number = 0
+    try:
+        with opener(path, 'rt', encoding='utf-8') as f:  # type: ignore[operator]
+            for number, line in enumerate(f, start=1):
+                line = line.strip()
+                if line:
+                    yield _parse_literal(path, number, line)
+    except UnicodeDecodeError:
+        raise _error(path, number + 1, 'not UTF-8 text',
+                     'Save the file as UTF-8') from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise _error(path, None, f'not a valid gzip file ({exc})',
+                     'The download is corrupt or truncated: download it '
+                     'again') from None
 
 
 def _join_categories(value) -> str:
@@ -262,17 +437,22 @@ def read_amazon_ratings(path: str) -> pd.DataFrame:
     Args:
         path (str): The ratings file.
     """
-    df = pd.read_csv(path, header=None, dtype=str, keep_default_na=False,
-                     names=['user', 'item', 'rating', 'time'])
-    if len(df) == 0:
+    lines = _scan_rows(path, ',', header=False, num_fields=4)
+    if len(lines) == 0:
         raise _error(path, None, 'the file is empty',
                      'Expected lines user,item,rating,timestamp')
-    df['line'] = np.arange(1, len(df) + 1)
+    df = pd.read_csv(path, header=None, dtype=str, keep_default_na=False,
+                     names=['user', 'item', 'rating', 'time'],
+                     encoding='utf-8-sig')
+    if len(df) != len(lines):
+        raise _error(path, None, f'{len(lines)} rows counted but {len(df)} '
+                     'parsed', 'Check the file for stray quote characters')
+    df['line'] = lines
     for col in ('rating', 'time'):
         values = pd.to_numeric(df[col], errors='coerce')
         if values.isna().any():
             row = int(np.flatnonzero(values.isna().to_numpy())[0])
-            raise _error(path, row + 1, f'{col} {df[col].iloc[row]!r} '
+            raise _error(path, int(lines[row]), f'{col} {df[col].iloc[row]!r} '
                          'is not a number', 'Expected lines '
                          'user,item,rating,timestamp')
         df[col] = values.to_numpy()

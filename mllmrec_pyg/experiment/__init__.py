@@ -20,7 +20,7 @@ from .config import (
     read_layer,
     resolve_config,
 )
-from .pipeline import BackendSpec, reason, run_pipeline
+from .pipeline import BackendSpec, NoLLMPreferenceError, reason, run_pipeline
 from .recipes import Recipe, available_recipes, find_recipe, load_recipe
 from .runner import (
     ExperimentResult,
@@ -29,7 +29,7 @@ from .runner import (
     prepare_experiment,
     run_experiment,
 )
-from .store import STAGES, StageStore, content_key
+from .store import STAGES, StageStore, check_out_dir, content_key
 
 __all__ = [
     'SECTIONS',
@@ -37,10 +37,12 @@ __all__ = [
     'BackendSpec',
     'ExperimentConfig',
     'ExperimentResult',
+    'NoLLMPreferenceError',
     'Recipe',
     'StageStore',
     'available_recipes',
     'build_config',
+    'check_out_dir',
     'content_key',
     'find_recipe',
     'load_experiment_data',

@@ -181,10 +181,12 @@ class ExperimentConfig:
         return out
 
     def save(self, path: str) -> None:
-        r"""Writes the config as JSON to :obj:`path`."""
-        with open(path, 'w', encoding='utf-8') as f:
+        r"""Writes the config as JSON to :obj:`path` (then renamed into
+        place: an interrupted write never leaves half a file)."""
+        with open(path + '.tmp', 'w', encoding='utf-8') as f:
             json.dump(self.to_dict(), f, indent=2, default=str)
             f.write('\n')
+        os.replace(path + '.tmp', path)
 
     def __repr__(self) -> str:
         graph = ', '.join(f'{k}={self.graph[k]}' for k in ('knn_k', 'alpha', 'jaccard_k')
@@ -205,23 +207,38 @@ def read_layer(path: str) -> Dict[str, Any]:
     under ``'_meta'``."""
     if not os.path.exists(path):
         raise FileNotFoundError(f'{path}: no such config file')
-    with open(path, encoding='utf-8') as f:
-        if path.endswith(('.yaml', '.yml')):
-            import yaml
-            try:
-                layer = yaml.safe_load(f) or {}
-            except yaml.YAMLError as exc:
-                raise ValueError(f'{path}: invalid YAML ({exc})') from None
-        else:
-            try:
-                layer = json.load(f)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f'{path}, line {exc.lineno}: invalid JSON '
-                                 f'({exc.msg})') from None
+    if os.path.isdir(path):
+        raise ValueError(f'{path}: is a folder, not a config file (JSON or YAML)')
+    try:
+        with open(path, encoding='utf-8') as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise ValueError(f'{path}: not a text file; a config is JSON or YAML '
+                         '(UTF-8)') from None
+    if path.endswith(('.yaml', '.yml')):
+        import yaml
+        try:
+            layer = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(_yaml_error(path, exc)) from None
+    else:
+        try:
+            layer = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f'{path}, line {exc.lineno}: invalid JSON '
+                             f'({exc.msg})') from None
     if not isinstance(layer, dict):
         raise ValueError(f'{path}: a config must be a mapping of sections '
                          f'({", ".join(SECTIONS)})')
     return check_layer(layer, path)
+
+
+def _yaml_error(path: str, exc: Exception) -> str:
+    r"""One line for a YAML error: the file, the line and the problem."""
+    mark = getattr(exc, 'problem_mark', None)
+    problem = getattr(exc, 'problem', None) or ' '.join(str(exc).split())
+    where = f'{path}, line {mark.line + 1}' if mark is not None else path
+    return f'{where}: invalid YAML ({problem})'
 
 
 def check_layer(layer: Mapping[str, Any], where: str = 'config') -> Dict[str, Any]:
@@ -335,18 +352,26 @@ def resolve_config(layers: Sequence[Mapping[str, Any]],
     merged = _merge_layers(layers, sources, name)
     for section, valid in defaults.items():
         for key, value in merged[section].items():
+            where = _source_of(layers, sources, section, key, name)
             if key not in valid:
-                raise ValueError(_unknown(key, valid, prefix=f'{section}.'))
-            _check_type(f'{section}.{key}', value, valid[key])
+                raise ValueError(where + _unknown(key, valid, prefix=f'{section}.'))
+            try:
+                _check_type(f'{section}.{key}', value, valid[key])
+            except ValueError as exc:
+                raise ValueError(f'{where}{exc}') from None
     for key, values in merged['grid'].items():
+        where = _source_of(layers, sources, 'grid', key, name)
         if key not in defaults['model']:
-            raise ValueError(_unknown(key, defaults['model'], prefix='grid.')
+            raise ValueError(where + _unknown(key, defaults['model'], prefix='grid.')
                              + f' (the grid searches arguments of model {name!r})')
         if isinstance(values, (str, bytes)) or not isinstance(values, list) or not values:
-            raise ValueError(f"grid.{key} must be a non-empty list of values "
+            raise ValueError(f"{where}grid.{key} must be a non-empty list of values "
                              f"(got {values!r})")
         for value in values:
-            _check_type(f'grid.{key}', value, defaults['model'][key])
+            try:
+                _check_type(f'grid.{key}', value, defaults['model'][key])
+            except ValueError as exc:
+                raise ValueError(f'{where}{exc}') from None
         # A searched setting replaces the value a lower layer fixed.
         merged['model'].pop(key, None)
 
@@ -364,6 +389,21 @@ def resolve_config(layers: Sequence[Mapping[str, Any]],
             if isinstance(value, tuple):
                 getattr(resolved, section)[key] = list(value)
     return resolved
+
+
+def _source_of(layers: Sequence[Mapping[str, Any]], sources: Sequence[str], section: str,
+               key: str, name: str) -> str:
+    r"""``'SOURCE: '`` for the last layer that set :obj:`section.key` (a
+    config file, a recipe, an override), or ``''`` when unnamed."""
+    for index in range(min(len(layers), len(sources)) - 1, -1, -1):
+        values = layers[index].get(section, {})
+        if section == 'model':
+            values = _model_layer(values, name)
+        elif section == 'grid':
+            values = {_grid_key(k): v for k, v in values.items()}
+        if key in values:
+            return f'{sources[index]}: '
+    return ''
 
 
 def _merge_layers(layers: Sequence[Mapping[str, Any]], sources: Sequence[str],

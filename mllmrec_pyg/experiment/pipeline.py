@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -26,9 +27,38 @@ from mllmrec_pyg.llm.text import ItemDescriptions
 
 from .config import ExperimentConfig
 from .runner import ExperimentResult, _quiet, run_experiment
-from .store import StageStore, content_key
+from .store import StageStore, UnreadableStageFile, content_key, load_stage_file
 
 Log = Callable[[str], None]
+
+
+class NoLLMPreferenceError(RuntimeError):
+    r"""No user asked for got an LLM preference (every one fell back to the
+    stand-in) and the stand-in was not allowed: ``mllmrec run`` exits 1."""
+    exit_code = 1
+
+
+def _warn(store: Optional[StageStore], message: str) -> None:
+    if store is not None:
+        store.warn(message)
+    else:
+        warnings.warn(message, stacklevel=3)
+
+
+def _read_back(store: Optional[StageStore], stage: str, read: Callable[[], Any]) -> Any:
+    r"""Reads the outputs of an up-to-date :obj:`stage` with :obj:`read`;
+    an unreadable output makes the stage stale (a one-line warning) and
+    returns :obj:`None`."""
+    assert store is not None
+    try:
+        return read()
+    except PermissionError:
+        raise
+    except Exception as exc:  # whatever a corrupt or truncated file raises
+        why = str(exc) if isinstance(exc, UnreadableStageFile) else (
+            f'its outputs are unreadable ({type(exc).__name__})')
+        store.stale(stage, why)
+        return None
 
 
 @dataclass
@@ -110,11 +140,16 @@ def describe_stage(data: HeteroData, backend: Union[GenerationBackend, BackendSp
     key = None if backend_key is None else content_key('describe', item_content_key(data),
                                                        backend_key)
     files = [os.path.join('describe', f) for f in ('descriptions.tsv', 'summary.json')]
-    if _stage_fresh(store, 'describe', key, files):
+    def read() -> Tuple[Dict[int, str], str, bool]:
         with open(os.path.join(folder, 'summary.json'), encoding='utf-8') as f:
             summary = json.load(f)
-        descriptions = read_descriptions_tsv(os.path.join(folder, 'descriptions.tsv'), data)
-        name, is_llm = summary['backend'], bool(summary['is_llm'])
+        texts = read_descriptions_tsv(os.path.join(folder, 'descriptions.tsv'), data)
+        return texts, summary['backend'], bool(summary['is_llm'])
+
+    stored = _read_back(store, 'describe', read) if _stage_fresh(
+        store, 'describe', key, files) else None
+    if stored is not None:
+        descriptions, name, is_llm = stored
     else:
         if store is not None:
             store.invalidate('describe')
@@ -127,7 +162,13 @@ def describe_stage(data: HeteroData, backend: Union[GenerationBackend, BackendSp
         finally:
             if owned:
                 built.close()
-        if store is not None and key is not None:
+        failed = len(run.result.failures)
+        if failed:
+            # Not recorded as finished: a rerun retries the failed items.
+            _warn(store, f'describe: {failed} items got no image description ({failed} '
+                  f'failures; see {os.path.join(folder, "summary.json")}); a rerun '
+                  'retries them')
+        elif store is not None and key is not None:
             store.finish('describe', key)
     label = (f'image descriptions by {name}' + ('' if is_llm else
              ' (NOT an MLLM: a non-LLM image-statistics fallback)'))
@@ -153,11 +194,17 @@ def prefer_stage(data: HeteroData, backend: Union[GenerationBackend, BackendSpec
         'prefer', split_fingerprint(data), items.texts, backend_key, source,
         None if users is None else list(users))
     files = [os.path.join('prefer', f) for f in ('preferences.tsv', 'summary.json')]
-    if _stage_fresh(store, 'prefer', key, files):
+
+    def read() -> Tuple[Dict[int, str], Dict[str, Any]]:
         with open(os.path.join(folder, 'summary.json'), encoding='utf-8') as f:
-            summary = json.load(f)
+            summary = dict(json.load(f))
         texts, _ = read_preferences_tsv(os.path.join(folder, 'preferences.tsv'), data)
-        return texts, {**summary, 'stage_key': key}
+        return texts, summary
+
+    stored = _read_back(store, 'prefer', read) if _stage_fresh(
+        store, 'prefer', key, files) else None
+    if stored is not None:
+        return stored[0], {**stored[1], 'stage_key': key}
     if store is not None:
         store.invalidate('prefer')
     built, owned = _as_backend(backend)
@@ -169,9 +216,17 @@ def prefer_stage(data: HeteroData, backend: Union[GenerationBackend, BackendSpec
     finally:
         if owned:
             built.close()
-    if store is not None and key is not None:
+    texts = prefs.preferences()
+    output_key = key
+    if summary.get('failures'):
+        # Not recorded as finished: a rerun retries the failed users (the
+        # cache answers the others), and the encode stage is keyed by what
+        # this run produced, not by the settings alone.
+        output_key = None if key is None else content_key('prefer-output', key,
+                                                          sorted(texts.items()))
+    elif store is not None and key is not None:
         store.finish('prefer', key)
-    return prefs.preferences(), {**summary, 'stage_key': key}
+    return texts, {**summary, 'stage_key': output_key}
 
 
 def encode_stage(data: HeteroData, items: ItemDescriptions,
@@ -191,26 +246,46 @@ def encode_stage(data: HeteroData, items: ItemDescriptions,
     the generations themselves, which sentence-transformers may embed
     differently in the last float bits (its batches are padded together)."""
     from mllmrec_pyg.llm.encode import DEFAULT_ENCODER, TextEncoder
-    from mllmrec_pyg.pipeline import mean_of_training_items, preference_user_features
+    from mllmrec_pyg.pipeline import (
+        encode_item_texts,
+        mean_of_training_items,
+        preference_user_features,
+    )
 
     name = encoder.name if encoder is not None else DEFAULT_ENCODER
     texts = {int(u): t for u, t in (preferences or {}).items()}
     from mllmrec_pyg.data import split_fingerprint
 
-    key = content_key('encode', name, getattr(encoder, 'revision', None), items.texts,
+    key = content_key('encode', 'empty-text=zero', name, getattr(encoder, 'revision', None),
+                      items.texts,
                       prefer_key or sorted(texts.items()), split_fingerprint(data))
     file = os.path.join('encode', 'features.pt')
-    if _stage_fresh(store, 'encode', key, [file]):
+
+    def read() -> Tuple[Any, Any, int]:
         assert store is not None
-        stored = torch.load(store.path(file), map_location='cpu', weights_only=True)
-        data['item'].x, data['user'].x = stored['item_x'], stored['user_x']
-        return name, int(stored['encoded'])
+        stored = load_stage_file(store.path(file))
+        try:
+            item_x, user_x = stored['item_x'], stored['user_x']
+            encoded = int(stored['encoded'])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UnreadableStageFile(f'{store.path(file)} holds no features') from exc
+        if (item_x.size(0) != int(data['item'].num_nodes)
+                or user_x.size(0) != int(data['user'].num_nodes)):
+            raise UnreadableStageFile(f'{store.path(file)} holds features of another '
+                                      'dataset')
+        return item_x, user_x, encoded
+
+    stored = _read_back(store, 'encode', read) if _stage_fresh(
+        store, 'encode', key, [file]) else None
+    if stored is not None:
+        data['item'].x, data['user'].x = stored[0], stored[1]
+        return name, stored[2]
     if store is not None:
         store.invalidate('encode')
     own = encoder is None
     encoder = encoder or TextEncoder()
     try:
-        data['item'].x = encoder.encode(items.texts).float()
+        data['item'].x, items.counts['empty'] = encode_item_texts(encoder, items.texts)
         stand_in = mean_of_training_items(data, data['item'].x)
         if texts:
             data['user'].x, encoded = preference_user_features(data, texts, encoder, stand_in)
@@ -236,7 +311,8 @@ def reason(data: HeteroData, out: str, prefer: Union[GenerationBackend, BackendS
            cache: GenerationCache, describe: Union[GenerationBackend, BackendSpec, None] = None,
            preference_source: str = 'train', users: Optional[Sequence[int]] = None,
            store: Optional[StageStore] = None, encoder: Any = None,
-           progress: bool = True) -> Dict[str, Any]:
+           progress: bool = True, allow_stand_in: bool = True,
+           log: Log = _quiet) -> Dict[str, Any]:
     r"""The reasoning stages (describe, prefer, encode) on :obj:`data`:
     sets :obj:`data['item'].x` (:math:`e_i`, Eq. 4) and
     :obj:`data['user'].x` (:math:`e_u`, Eq. 5) and returns how they were
@@ -264,6 +340,12 @@ def reason(data: HeteroData, out: str, prefer: Union[GenerationBackend, BackendS
         encoder (TextEncoder, optional): An open encoder to use.
             (default: :obj:`None`, the default one, opened if needed)
         progress (bool, optional): Show progress bars. (default: :obj:`True`)
+        allow_stand_in (bool, optional): Go on when NO user asked for got an
+            LLM preference (all use the stand-in); :obj:`False` raises
+            :class:`NoLLMPreferenceError` before anything is encoded.
+            (default: :obj:`True`)
+        log (callable, optional): Receives the line saying how many users
+            got an LLM preference. (default: silent)
     """
     from mllmrec_pyg.llm.text import prompt_item_descriptions
 
@@ -286,6 +368,9 @@ def reason(data: HeteroData, out: str, prefer: Union[GenerationBackend, BackendS
     if prefer is not None:
         preferences, summary = prefer_stage(data, prefer, cache, items, out, store,
                                             preference_source, users, progress)
+        asked = len(users) if users is not None else int(data['user'].num_nodes)
+        check_preferences(preferences, summary, asked,
+                          os.path.join(out, 'prefer', 'summary.json'), allow_stand_in, log)
     name, encoded = encode_stage(data, items, preferences, out, store, encoder,
                                  prefer_key=summary.get('stage_key'))
     item_features = f'{name} embeddings of D_m = item text + {described_by}'
@@ -305,6 +390,28 @@ def reason(data: HeteroData, out: str, prefer: Union[GenerationBackend, BackendS
     return {'item_features': item_features, 'user_features': user_features, **counts}
 
 
+def check_preferences(preferences: Mapping[int, str], summary: Mapping[str, Any],
+                      asked: int, summary_path: str, allow_stand_in: bool = True,
+                      log: Log = _quiet) -> int:
+    r"""Says how many of the :obj:`asked` users got an LLM preference and
+    how many fell back to the stand-in (a warning when some did), and
+    raises :class:`NoLLMPreferenceError` when none got one, unless
+    :obj:`allow_stand_in`.  Returns the number that got one."""
+    got = sum(1 for text in preferences.values() if text and text.strip())
+    failures = int(summary.get('failures') or 0)
+    fell_back = max(asked - got, 0)
+    if asked and got == 0 and not allow_stand_in:
+        raise NoLLMPreferenceError(
+            f'no user got an LLM preference: 0/{asked} users, all fell back to the '
+            f'stand-in ({failures} failures; see {summary_path}); fix the preference '
+            'backend and rerun (finished generations are kept), or pass --allow-stand-in '
+            'to train on the stand-in')
+    line = (f'preferences: {got}/{asked} users got an LLM preference, {fell_back} fell '
+            f'back to the stand-in ({failures} failures; see {summary_path})')
+    log(f'warning: {line}' if got < asked else line)
+    return got
+
+
 def run_pipeline(
     data: Union[HeteroData, str, None],
     config: ExperimentConfig,
@@ -319,6 +426,7 @@ def run_pipeline(
     device: Optional[str] = None,
     progress: bool = True,
     until: Optional[str] = None,
+    allow_stand_in: bool = False,
     log: Log = _quiet,
 ) -> Optional[ExperimentResult]:
     r"""``mllmrec run``: the reasoning stages, then
@@ -348,22 +456,33 @@ def run_pipeline(
         until (str, optional): The last stage to run (``describe``, ...,
             ``report``); earlier stops return :obj:`None`.
             (default: :obj:`None`, all)
+        allow_stand_in (bool, optional): Go on when no user asked for got an
+            LLM preference; by default that raises
+            :class:`NoLLMPreferenceError` before encoding and training.
+            (default: :obj:`False`)
         log (callable, optional): One-line messages. (default: silent)
+
+    The run folder, :obj:`$MLLMREC_HOME` and the cache are checked before
+    anything is loaded, generated or trained.
     """
-    from .runner import load_experiment_data, prepare_experiment
-    from .store import STAGES
+    from .runner import check_home, load_experiment_data, prepare_experiment
+    from .store import STAGES, check_out_dir
 
     if until is not None and until not in STAGES:
         raise ValueError(f"unknown stage '{until}' (stages: {', '.join(STAGES)})")
+    check_out_dir(out_dir)
+    check_home('processed datasets and caches')
+    if cache is not None:
+        check_cache_path(cache)
 
     if data is None or isinstance(data, str):
         data = load_experiment_data(config, data)
     store = StageStore(out_dir, force=force, log=log)
-    generation_cache = GenerationCache(cache)
+    generation_cache = open_generation_cache(cache)
     try:
         inputs = reason(data, out_dir, prefer, generation_cache, describe=describe,
                         preference_source=preference_source, users=users, store=store,
-                        progress=progress)
+                        progress=progress, allow_stand_in=allow_stand_in, log=log)
     finally:
         generation_cache.close()
     if until in ('describe', 'prefer', 'encode'):
@@ -376,6 +495,44 @@ def run_pipeline(
     result.stages_run = store.ran + result.stages_run
     result.stages_skipped = store.skipped + result.stages_skipped
     return result
+
+
+def check_cache_path(path: str) -> None:
+    r"""Checks that the generation cache :obj:`path` is a file that can be
+    written (or created) in a writable folder: a one-line
+    :class:`ValueError` naming it otherwise."""
+    from .store import _existing_ancestor, _is_writable_folder
+
+    if os.path.isdir(path):
+        raise ValueError(f'--cache {path}: is a folder, not a cache file; name a file, '
+                         'e.g. generations.sqlite')
+    folder = _existing_ancestor(os.path.dirname(os.path.abspath(path)))
+    if not _is_writable_folder(folder):
+        raise ValueError(f'--cache {path}: {folder} is not a writable folder; name a cache '
+                         'file in a writable folder')
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        raise ValueError(f'--cache {path}: the file is not writable; name a writable '
+                         'cache file or fix its permissions')
+
+
+def open_generation_cache(path: Optional[str] = None) -> GenerationCache:
+    r"""Opens the generation cache, a one-line :class:`ValueError` naming
+    the file when it cannot be opened (a corrupt or foreign file, a
+    read-only place)."""
+    import sqlite3
+
+    from mllmrec_pyg.llm.cache import default_cache_path
+
+    target = path or default_cache_path()
+    fix = ('give --cache a writable file, or move this one away if it is corrupt' if path
+           else 'set MLLMREC_HOME to a writable folder, or move this file away if it is '
+           'corrupt')
+    try:
+        return GenerationCache(path)
+    except (OSError, sqlite3.Error) as exc:
+        why = ' '.join(str(exc).split())
+        raise ValueError(f'{target}: cannot open the generation cache ({why}); '
+                         f'{fix}') from exc
 
 
 def first_users(spec: Union[str, int, None], num_users: int) -> Optional[List[int]]:

@@ -52,7 +52,13 @@ from mllmrec_pyg.metrics import EvaluationResult
 
 from .config import ExperimentConfig, read_layer, resolve_config
 from .recipes import Recipe, find_recipe
-from .store import StageStore, content_key
+from .store import (
+    StageStore,
+    UnreadableStageFile,
+    check_out_dir,
+    content_key,
+    load_stage_file,
+)
 
 #: Length of the ranked lists of ``topk_test.tsv``.
 TOPK_FILE_K = 50
@@ -151,6 +157,34 @@ def dataset_arguments(config: ExperimentConfig) -> Dict[str, Any]:
     return {k: v for k, v in config.dataset.items() if k not in ('path', 'preferences')}
 
 
+def check_home(needed_for: str = 'processed datasets and caches') -> str:
+    r"""Checks that :obj:`$MLLMREC_HOME` (default ``~/.cache/mllmrec_pyg``)
+    is a writable folder or can be created as one, with the folders below
+    it that the experiment writes to, and returns it; else a one-line
+    :class:`ValueError` naming the folder and the fix."""
+    from mllmrec_pyg.data.hashing import mllmrec_home
+
+    from .store import _existing_ancestor, _is_writable_folder
+
+    home = mllmrec_home()
+    fix = 'set MLLMREC_HOME to a writable folder'
+    if os.path.lexists(home) and not os.path.isdir(home):
+        raise ValueError(f'{home}: MLLMREC_HOME is a file, not a folder ({needed_for} '
+                         f'go there); {fix}')
+    if not os.path.isdir(home):
+        ancestor = _existing_ancestor(home)
+        if not _is_writable_folder(ancestor):
+            raise ValueError(f'{home}: MLLMREC_HOME cannot be created ({ancestor} is not '
+                             f'a writable folder; {needed_for} go there); {fix}')
+        return home
+    for folder in (home, *(os.path.join(home, sub) for sub in ('processed', 'synthetic',
+                                                                'llm'))):
+        if os.path.lexists(folder) and not _is_writable_folder(folder):
+            raise ValueError(f'{folder}: not writable ({needed_for} go to MLLMREC_HOME); '
+                             f'{fix}')
+    return home
+
+
 def load_experiment_data(config: ExperimentConfig, path: Optional[str] = None) -> HeteroData:
     r"""Loads the dataset of :obj:`config` (``dataset.path``, or
     :obj:`path`)."""
@@ -160,6 +194,7 @@ def load_experiment_data(config: ExperimentConfig, path: Optional[str] = None) -
     if not path:
         raise ValueError('no dataset: give DATASET_PATH, a --recipe with a path, or a '
                          'config with dataset.path')
+    check_home('processed datasets')
     return load_dataset(path, **dataset_arguments(config))
 
 
@@ -238,11 +273,17 @@ def build_item_graph(data: HeteroData, config: ExperimentConfig,
     file = os.path.join('graph', 'item_graph.pt')
     info: Dict[str, Any] = {'item_graph': str(transform), 'item_graph_key': key[:16]}
     if store is not None and store.is_fresh('graph', key, [file]):
-        stored = torch.load(store.path(file), map_location='cpu', weights_only=True)
-        for name, value in stored.items():
-            data[ITEM_SIMILAR][name] = value
-        info['item_graph_time_s'] = 0.0
-        return info
+        try:
+            stored = load_stage_file(store.path(file))
+            if not isinstance(stored, dict) or 'edge_index' not in stored:
+                raise UnreadableStageFile(f'{store.path(file)} holds no item graph')
+        except UnreadableStageFile as exc:
+            store.stale('graph', str(exc))
+        else:
+            for name, value in stored.items():
+                data[ITEM_SIMILAR][name] = value
+            info['item_graph_time_s'] = 0.0
+            return info
     if store is not None:
         store.invalidate('graph')
     start = time.perf_counter()
@@ -346,10 +387,12 @@ def _trainer_arguments(config: ExperimentConfig, progress: bool,
 
 def _train(data: HeteroData, config: ExperimentConfig, out_dir: Optional[str],
            device: torch.device, resume: bool, progress: bool, tensorboard: bool,
-           deterministic: bool) -> Tuple[Any, Any, Dict[str, Any], Optional[Dict[str, Any]], int]:
+           deterministic: bool, resumed_epoch: int = 0
+           ) -> Tuple[Any, Any, Dict[str, Any], Optional[Dict[str, Any]], int]:
     r"""Trains the model (or the grid) and returns the model with its best
     parameters, its trainer, the model settings used, the grid report and
-    the epochs run."""
+    the epochs run (:obj:`resumed_epoch`: the epoch of the checkpoint a
+    resumed run continues from)."""
     from mllmrec_pyg.nn.models import build_model
     from mllmrec_pyg.train import Trainer, grid_search, seed_everything
 
@@ -361,9 +404,8 @@ def _train(data: HeteroData, config: ExperimentConfig, out_dir: Optional[str],
         seed_everything(seed, deterministic)
         model = build_model(name, data, **params).to(device)
         trainer = Trainer(model, data, seed=seed, out_dir=out_dir, **trainer_kwargs)
-        before = _checkpoint_epoch(trainer) if resume else 0
         result = trainer.fit(resume=resume)
-        return model, trainer, params, None, result.epochs_trained - before
+        return model, trainer, params, None, result.epochs_trained - resumed_epoch
     if out_dir is None:
         raise ValueError('a grid search needs an output folder (out_dir) for its runs')
     val_metric = trainer_kwargs.pop('val_metric', 'recall@20')
@@ -384,11 +426,26 @@ def _train(data: HeteroData, config: ExperimentConfig, out_dir: Optional[str],
     return model, trainer, params, grid_info, epochs
 
 
-def _checkpoint_epoch(trainer: Any) -> int:
-    path = trainer.checkpoint_path
-    if path is None or not os.path.exists(path):
+def _check_resume_checkpoints(out_dir: Optional[str], grid: bool) -> int:
+    r"""Reads the checkpoints ``--resume`` will continue from BEFORE the
+    train stage is invalidated (a corrupt one is a one-line error that
+    leaves the run folder as it was) and returns the epoch of the
+    single-model checkpoint (0 without one)."""
+    import glob
+
+    from mllmrec_pyg.train.trainer import RESUME_FIX, read_checkpoint
+
+    if out_dir is None:
         return 0
-    return int(torch.load(path, map_location='cpu', weights_only=True)['epoch'])
+    if grid:
+        for path in sorted(glob.glob(os.path.join(out_dir, 'grid', 'run_*',
+                                                  'checkpoint.pt'))):
+            read_checkpoint(path, RESUME_FIX)
+        return 0
+    path = os.path.join(out_dir, 'checkpoint.pt')
+    if not os.path.exists(path):
+        return 0
+    return int(read_checkpoint(path, RESUME_FIX)['epoch'])
 
 
 def _restore_best(trainer: Any) -> None:
@@ -404,7 +461,10 @@ def _rebuild_trained(data: HeteroData, config: ExperimentConfig, out_dir: str,
                      device: torch.device, params: Dict[str, Any],
                      grid_info: Optional[Dict[str, Any]]) -> Tuple[Any, Any]:
     r"""The model and trainer of an up-to-date train stage, with the best
-    parameters loaded from the checkpoint (no epoch is trained)."""
+    parameters loaded from the checkpoint (no epoch is trained).  Raises
+    :class:`UnreadableStageFile` when the checkpoint or ``grid.csv`` is
+    missing (the stage is then stale); a corrupt checkpoint is a one-line
+    :class:`ValueError` naming it and the fix."""
     from mllmrec_pyg.nn.models import build_model
     from mllmrec_pyg.train import Trainer, seed_everything
 
@@ -412,8 +472,15 @@ def _rebuild_trained(data: HeteroData, config: ExperimentConfig, out_dir: str,
     kwargs.pop('seed', None)
     run_dir = out_dir
     if grid_info is not None:
-        rows = _read_grid_rows(os.path.join(out_dir, 'grid.csv'))
-        run_dir = os.path.join(out_dir, 'grid', f'run_{rows.index(1)}')
+        table = os.path.join(out_dir, 'grid.csv')
+        try:
+            rows = _read_grid_rows(table)
+            run_dir = os.path.join(out_dir, 'grid', f'run_{rows.index(1)}')
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UnreadableStageFile(f'{table} is missing or unreadable') from exc
+    checkpoint = os.path.join(run_dir, 'checkpoint.pt')
+    if not os.path.exists(checkpoint):
+        raise UnreadableStageFile(f'{checkpoint} is missing')
     seed_everything(config.seed)
     model = build_model(config.model_name, data, **params).to(device)
     trainer = Trainer(model, data, seed=config.seed, out_dir=run_dir, **kwargs)
@@ -507,10 +574,32 @@ def _metrics(data: HeteroData, config: ExperimentConfig, val: EvaluationResult,
 def _read_result(config: ExperimentConfig, out_dir: str) -> Tuple[Dict[str, Any],
                                                                  EvaluationResult,
                                                                  EvaluationResult]:
-    with open(os.path.join(out_dir, 'metrics.json'), encoding='utf-8') as f:
-        metrics = json.load(f)
-    return (metrics, EvaluationResult.load(os.path.join(out_dir, 'per_user_val.npz')),
-            EvaluationResult.load(os.path.join(out_dir, 'per_user_test.npz')))
+    r"""The results of an up-to-date evaluate stage; an unreadable file is
+    an :class:`UnreadableStageFile` naming it."""
+    path = os.path.join(out_dir, 'metrics.json')
+    try:
+        with open(path, encoding='utf-8') as f:
+            metrics = json.load(f)
+        if not isinstance(metrics, dict) or not {'best_epoch', 'val', 'test'} <= set(metrics):
+            raise ValueError('not the metrics of a run')
+        results = []
+        for split in ('val', 'test'):
+            path = os.path.join(out_dir, f'per_user_{split}.npz')
+            results.append(EvaluationResult.load(path))
+    except Exception as exc:  # json, numpy and zipfile each raise their own
+        if isinstance(exc, (FileNotFoundError, PermissionError)):
+            raise
+        raise UnreadableStageFile(f'{path} is corrupt or truncated') from exc
+    return metrics, results[0], results[1]
+
+
+def _write_json(path: str, content: Any) -> None:
+    r"""Writes :obj:`content` as JSON, then renames it into place (an
+    interrupted write never leaves half a file)."""
+    with open(path + '.tmp', 'w', encoding='utf-8') as f:
+        json.dump(content, f, indent=2)
+        f.write('\n')
+    os.replace(path + '.tmp', path)
 
 
 def _train_and_evaluate(data: HeteroData, config: ExperimentConfig, out_dir: Optional[str],
@@ -526,20 +615,33 @@ def _train_and_evaluate(data: HeteroData, config: ExperimentConfig, out_dir: Opt
     eval_key = content_key('evaluate', train_key)
     if (store is not None and store.is_fresh('train', train_key)
             and store.is_fresh('evaluate', eval_key, EVALUATE_OUTPUTS)):
-        return (*_read_result(config, store.root), None, 0)
+        try:
+            return (*_read_result(config, store.root), None, 0)
+        except UnreadableStageFile as exc:
+            store.stale('evaluate', str(exc))
     record = store.record('train') if store is not None else None
     epochs_run = 0
+    rebuilt = None
     if store is not None and 'train' in store.skipped and record is not None:
         params, grid_info = record['params'], record.get('grid')
-        model, trainer = _rebuild_trained(data, config, store.root, options['device'],
-                                          params, grid_info)
+        try:
+            rebuilt = _rebuild_trained(data, config, store.root, options['device'],
+                                       params, grid_info)
+        except UnreadableStageFile as exc:
+            store.stale('train', str(exc))
+    if rebuilt is not None:
+        model, trainer = rebuilt
     else:
+        resumed_epoch = 0
+        if options['resume']:
+            resumed_epoch = _check_resume_checkpoints(out_dir, bool(config.grid))
         if store is not None:
             store.invalidate('train')
             store.invalidate('evaluate')
         model, trainer, params, grid_info, epochs_run = _train(
             data, config, out_dir, options['device'], options['resume'],
-            options['progress'], options['tensorboard'], options['deterministic'])
+            options['progress'], options['tensorboard'], options['deterministic'],
+            resumed_epoch)
         if store is not None:
             store.finish('train', train_key, params=params, grid=grid_info,
                          epochs_run=epochs_run)
@@ -547,9 +649,8 @@ def _train_and_evaluate(data: HeteroData, config: ExperimentConfig, out_dir: Opt
     metrics = _metrics(data, config, val, test, trainer, model, info, params, grid_info,
                        started)
     if store is not None:
-        with open(store.path('metrics.json'), 'w', encoding='utf-8') as f:
-            json.dump(metrics, f, indent=2)
-            f.write('\n')
+        _write_json(store.path('metrics.json'), metrics)
+        config.save(store.path('config.json'))
         store.finish('evaluate', eval_key)
     return metrics, val, test, model, epochs_run
 
@@ -606,6 +707,8 @@ def run_experiment(
     from mllmrec_pyg.train import seed_everything
 
     started = time.perf_counter()
+    if out_dir is not None:
+        check_out_dir(out_dir)
     if not isinstance(config, ExperimentConfig):
         config = build_config(data if isinstance(data, str) else None, config=config,
                               log=log)
@@ -613,8 +716,10 @@ def run_experiment(
         data = load_experiment_data(config, data)
     dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     store = None if out_dir is None else StageStore(out_dir, force=force, log=log)
-    if out_dir is not None:
-        config.save(os.path.join(out_dir, 'config.json'))
+    if store is not None and not os.path.exists(store.path('config.json')):
+        # Rewritten when the evaluate stage finishes: a rerun that fails
+        # leaves the config of the finished run in place.
+        config.save(store.path('config.json'))
 
     seed_everything(config.seed, deterministic)
     info = prepare_experiment(data, config, store, inputs)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import torch
@@ -51,6 +52,70 @@ def file_key(path: Optional[str]) -> Optional[str]:
     return digest.hexdigest()
 
 
+def _existing_ancestor(path: str) -> str:
+    r"""The nearest folder or file above :obj:`path` (or :obj:`path`
+    itself) that exists."""
+    current = os.path.abspath(path)
+    while not os.path.lexists(current):
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return current
+
+
+def _is_writable_folder(path: str) -> bool:
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
+
+
+def check_out_dir(path: str, what: str = '--out') -> None:
+    r"""Checks, without creating anything, that the run folder :obj:`path`
+    is a writable folder or can be created as one: an existing file, a
+    read-only folder or a parent that cannot be created is a one-line
+    :class:`ValueError` naming the path, raised before any work starts."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise ValueError(f'{what} {path}: is an existing file, not a folder; name a '
+                         'folder (a new one or a run folder)')
+    if os.path.isdir(path):
+        if not _is_writable_folder(path):
+            raise ValueError(f'{what} {path}: the folder is not writable; name a writable '
+                             'folder or fix its permissions')
+        return
+    ancestor = _existing_ancestor(path)
+    if not os.path.isdir(ancestor):
+        raise ValueError(f'{what} {path}: cannot create the folder, {ancestor} is a file; '
+                         'name a folder whose parents are folders')
+    if not _is_writable_folder(ancestor):
+        raise ValueError(f'{what} {path}: cannot create the folder, {ancestor} is not '
+                         'writable; name a folder in a writable place')
+
+
+def make_out_dir(path: str, what: str = '--out') -> None:
+    r""":func:`check_out_dir`, then creates the folder."""
+    check_out_dir(path, what)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f'{what} {path}: cannot create the folder ({exc.strerror}); name '
+                         'a folder in a writable place') from exc
+
+
+class UnreadableStageFile(ValueError):
+    r"""A stage output that exists but cannot be read back."""
+
+
+def load_stage_file(path: str) -> Any:
+    r"""Loads a stage's tensor file, or raises :class:`UnreadableStageFile`
+    when it is corrupt or truncated (a missing or forbidden file raises its
+    :class:`OSError`)."""
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except (PermissionError, FileNotFoundError, IsADirectoryError):
+        raise
+    except Exception as exc:  # RuntimeError, KeyError, EOFError, OSError(EINVAL), ...
+        raise UnreadableStageFile(f'{path} is corrupt or truncated') from exc
+
+
 class StageStore:
     r"""The record of finished stages of one run folder.
 
@@ -74,15 +139,21 @@ class StageStore:
         self.log = log
         self.skipped: List[str] = []
         self.ran: List[str] = []
-        os.makedirs(root, exist_ok=True)
+        make_out_dir(root)
         self._records: Dict[str, Dict[str, Any]] = {}
         path = os.path.join(root, self.FILE)
         if os.path.exists(path):
             try:
                 with open(path, encoding='utf-8') as f:
-                    self._records = dict(json.load(f))
+                    records = json.load(f)
+                if not isinstance(records, dict) or not all(
+                        isinstance(r, dict) for r in records.values()):
+                    raise ValueError('not a mapping of stage records')
+                self._records = dict(records)
             except (json.JSONDecodeError, TypeError, ValueError):
-                self._records = {}  # unreadable: every stage reruns
+                # Unreadable: every stage reruns.
+                self.warn(f'{path} is unreadable; every stage reruns')
+                self._records = {}
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.root, *parts)
@@ -103,6 +174,22 @@ class StageStore:
             if self.log is not None:
                 self.log(f'{stage}: up to date (key {key[:12]}), skipped')
         return fresh
+
+    def warn(self, message: str) -> None:
+        r"""Says :obj:`message` as a one-line warning (through :obj:`log`,
+        else :func:`warnings.warn`)."""
+        if self.log is not None:
+            self.log(f'warning: {message}')
+        else:
+            warnings.warn(message, stacklevel=3)
+
+    def stale(self, stage: str, why: str) -> None:
+        r"""Takes back a skip of :obj:`stage` whose outputs turned out
+        unreadable (:obj:`why`), with a one-line warning: the stage reruns."""
+        if stage in self.skipped:
+            self.skipped.remove(stage)
+        self.warn(f'{stage}: {why}; rerunning the stage')
+        self.invalidate(stage)
 
     def invalidate(self, stage: str) -> None:
         r"""Forgets :obj:`stage` (called before it runs, so an interrupted

@@ -11,11 +11,17 @@ from .backends import (
     HuggingFaceBackend,
     ImageStatisticsDescriber,
     OpenAIHTTPBackend,
+    ServerUnreachableError,
     SmolLM2Backend,
     make_backend,
     smollm2_gguf_path,
 )
-from .cache import GenerationCache, default_cache_path, generation_key
+from .cache import (
+    GenerationCache,
+    default_cache_path,
+    generation_key,
+    generations_saved,
+)
 from .describe import DescribeRun, ImageUnavailable, describe_items, load_image_bytes
 from .encode import (
     DEFAULT_ENCODER,
@@ -31,6 +37,7 @@ from .prefer import (
     generate_preferences,
 )
 from .prompts import PROMPT1, PROMPT2, DescriptionPrompt, PreferencePrompt
+from .redact import redact_secrets
 from .runner import RunResult, run_requests, run_summary
 from .text import (
     ItemDescriptions,
@@ -61,6 +68,7 @@ __all__ = [
     'PreferencePrompt',
     'PreferenceRun',
     'RunResult',
+    'ServerUnreachableError',
     'SmolLM2Backend',
     'TextEncoder',
     'WordTokenizer',
@@ -72,9 +80,11 @@ __all__ = [
     'describe_items',
     'generate_preferences',
     'generation_key',
+    'generations_saved',
     'load_image_bytes',
     'make_backend',
     'prompt_item_descriptions',
+    'redact_secrets',
     'run_requests',
     'run_summary',
     'smollm2_gguf_path',

@@ -9,20 +9,30 @@ Every completion is keyed by
 and committed to an SQLite database in WAL mode the moment it arrives, so
 an interrupted run (Ctrl-C, a crash, a killed server) loses no finished
 generation and a rerun makes no call for it.  Failures are stored with their
-error under the same key and are retried by the next run.
+error (secrets redacted, :func:`~mllmrec_pyg.llm.redact.redact_secrets`)
+under the same key and are retried by the next run.
+
+A cache that cannot be used (not a database, truncated, read-only, in a
+read-only folder) is refused with a one-line :class:`ValueError` naming the
+file and the fix when it is opened, before any generation starts.
+:func:`generations_saved` counts the generations this process committed,
+for the "interrupted, N generations saved" line of an interrupted command.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sqlite3
+import stat
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from mllmrec_pyg.data.hashing import mllmrec_home
+from mllmrec_pyg.llm.redact import redact_secrets
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS generations (
@@ -48,6 +58,45 @@ CREATE TABLE IF NOT EXISTS generations (
 _COLUMNS = ('key', 'status', 'backend', 'model', 'params', 'task', 'subject',
             'prompt', 'image_sha256', 'text', 'error', 'prompt_tokens',
             'completion_tokens', 'seconds', 'attempts', 'updated')
+
+
+_SAVED = 0
+_SAVED_LOCK = threading.Lock()
+
+
+def generations_saved() -> int:
+    r"""Returns how many generations this process has committed to a
+    generation cache so far (every :meth:`GenerationCache.put` of a text,
+    in any cache; failures do not count).
+
+    Each is durable the moment it is counted, so an interrupted command can
+    report :obj:`"interrupted, N generations saved, rerun to resume"`: a
+    rerun reads them back without a call.
+    """
+    with _SAVED_LOCK:
+        return _SAVED
+
+
+def _count_saved() -> None:
+    global _SAVED
+    with _SAVED_LOCK:
+        _SAVED += 1
+
+
+def _writable(path: str) -> bool:
+    # os.access is always True for root: the mode bits say "read-only" too.
+    mode = os.stat(path).st_mode
+    wanted = os.W_OK | (os.X_OK if stat.S_ISDIR(mode) else 0)
+    return os.access(path, wanted) and bool(mode & 0o222)
+
+
+def _existing_ancestor(folder: str) -> str:
+    while not os.path.exists(folder):
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return folder
 
 
 def default_cache_path() -> str:
@@ -99,17 +148,108 @@ class GenerationCache:
     Rows have a :obj:`status` of :obj:`"ok"` (a finished generation) or
     :obj:`"failed"` (the last attempt failed; :obj:`error` says why).
     :meth:`get` returns finished generations only, so failed work is redone.
+
+    Raises:
+        ValueError: With the file (or folder) and the fix, when the cache
+            cannot be used: not a database, truncated, not a generation
+            cache, read-only, or in a folder that cannot be written
+            (:obj:`$MLLMREC_HOME` for the default cache).
     """
     def __init__(self, path: Optional[str] = None) -> None:
+        self._default = not path
         self.path = os.path.abspath(path or default_cache_path())
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self._lock = threading.Lock()
-        # Autocommit (isolation_level=None): every write is durable at once.
-        self._conn = sqlite3.connect(self.path, isolation_level=None,
-                                     check_same_thread=False, timeout=60.0)
-        self._conn.execute('PRAGMA journal_mode=WAL')
-        self._conn.execute('PRAGMA synchronous=NORMAL')
-        self._conn.execute(_SCHEMA)
+        self._check_location()
+        conn: Optional[sqlite3.Connection] = None
+        try:
+            # Autocommit (isolation_level=None): every write is durable at
+            # once.
+            conn = sqlite3.connect(self.path, isolation_level=None,
+                                   check_same_thread=False, timeout=60.0)
+            conn.execute('PRAGMA journal_mode=WAL')
+            conn.execute('PRAGMA synchronous=NORMAL')
+            columns = [row[1] for row in
+                       conn.execute('PRAGMA table_info(generations)')]
+            if columns and tuple(columns) != _COLUMNS:
+                raise ValueError(
+                    f'{self.path}: not a generation cache (its generations '
+                    f"table has the columns {', '.join(columns)}); move it "
+                    'away or pass --cache NEW.sqlite')
+            conn.execute(_SCHEMA)
+            # Refuse a cache that cannot be written now, not at the first
+            # finished generation.
+            version = int(conn.execute('PRAGMA user_version').fetchone()[0])
+            conn.execute('BEGIN IMMEDIATE')
+            try:
+                conn.execute(f'PRAGMA user_version = {version}')
+            finally:
+                conn.execute('ROLLBACK')
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise ValueError(self._open_error(exc)) from None
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        self._conn = conn
+
+    def _folder_error(self, folder: str, reason: str) -> str:
+        if self._default:
+            return (f'{folder}: cannot create the generation cache there '
+                    f'({reason}); set MLLMREC_HOME to a writable folder or '
+                    'pass --cache FILE.sqlite')
+        return (f'{folder}: cannot write the generation cache '
+                f'{os.path.basename(self.path)} there ({reason}); pass '
+                '--cache with a file in a writable folder')
+
+    def _check_location(self) -> None:
+        folder = os.path.dirname(self.path)
+        if os.path.isdir(self.path):
+            raise ValueError(f'{self.path}: is a folder, not a cache file; '
+                             'pass --cache FILE.sqlite')
+        existing = _existing_ancestor(folder)
+        if os.path.isdir(existing) and not _writable(existing):
+            raise ValueError(self._folder_error(existing, 'read-only folder'))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(self._folder_error(
+                folder, exc.strerror or type(exc).__name__)) from None
+        if os.path.exists(self.path) and not _writable(self.path):
+            raise ValueError(self._read_only_error())
+
+    def _read_only_error(self) -> str:
+        return (f'{self.path}: the cache file is read-only; make it writable '
+                '(chmod u+w) or pass --cache NEW.sqlite')
+
+    def _open_error(self, exc: sqlite3.Error) -> str:
+        text = str(exc)
+        if 'readonly' in text or 'read-only' in text:
+            return self._read_only_error()
+        if 'unable to open' in text:
+            return self._folder_error(os.path.dirname(self.path), text)
+        if 'locked' in text or 'busy' in text:
+            return (f'{self.path}: the cache is locked by another process '
+                    f'({text}); wait for it or pass --cache NEW.sqlite')
+        return (f'{self.path}: not a readable cache ({text}); move it away '
+                'or pass --cache NEW.sqlite')
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        # A cache that breaks during a run (a bad page, a full disk) stops
+        # it with one line; what was committed before stays.
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as exc:
+                text = str(exc)
+                if 'readonly' in text or 'read-only' in text:
+                    raise ValueError(self._read_only_error()) from None
+                raise ValueError(
+                    f'{self.path}: the generation cache failed ({text}); '
+                    'check the file and its disk, or pass --cache '
+                    'NEW.sqlite') from None
 
     def get(self, key: str) -> Optional[CacheEntry]:
         r"""Returns the finished generation stored under :obj:`key`, or
@@ -121,7 +261,7 @@ class GenerationCache:
 
     def entry(self, key: str) -> Optional[CacheEntry]:
         r"""Returns the row under :obj:`key` whatever its status."""
-        with self._lock:
+        with self._guard():
             row = self._conn.execute(
                 f'SELECT {", ".join(_COLUMNS)} FROM generations WHERE key = ?',
                 (key, )).fetchone()
@@ -134,7 +274,9 @@ class GenerationCache:
             completion_tokens: Optional[int] = None,
             seconds: Optional[float] = None) -> None:
         r"""Commits one outcome: a generation (:obj:`text`) or a failure
-        (:obj:`error`).  A failure never overwrites a finished generation.
+        (:obj:`error`, stored with its secrets redacted).  A failure never
+        overwrites a finished generation; each generation stored counts in
+        :func:`generations_saved`.
 
         Args:
             key (str): From :func:`generation_key`.
@@ -145,7 +287,9 @@ class GenerationCache:
         if (text is None) == (error is None):
             raise ValueError('Give exactly one of text= and error=')
         status = 'ok' if text is not None else 'failed'
-        with self._lock:
+        if error is not None:
+            error = redact_secrets(error)
+        with self._guard():
             row = self._conn.execute(
                 'SELECT status, attempts FROM generations WHERE key = ?',
                 (key, )).fetchone()
@@ -161,6 +305,8 @@ class GenerationCache:
                  task, subject, prompt, image_sha256, text, error,
                  prompt_tokens, completion_tokens, seconds, attempts,
                  time.time()))
+        if status == 'ok':
+            _count_saved()
 
     def failures(self, task: Optional[str] = None) -> List[CacheEntry]:
         r"""Returns the rows whose last attempt failed."""
@@ -170,14 +316,14 @@ class GenerationCache:
         if task is not None:
             query += ' AND task = ?'
             params = (task, )
-        with self._lock:
+        with self._guard():
             rows = self._conn.execute(query + ' ORDER BY updated',
                                       params).fetchall()
         return [CacheEntry(*row) for row in rows]
 
     def counts(self) -> Dict[str, int]:
         r"""Returns the number of rows per status."""
-        with self._lock:
+        with self._guard():
             rows = self._conn.execute(
                 'SELECT status, COUNT(*) FROM generations GROUP BY status'
             ).fetchall()

@@ -18,6 +18,7 @@ from mllmrec_pyg.llm.backends.base import (
     GenerationRequest,
 )
 from mllmrec_pyg.llm.cache import GenerationCache, generation_key
+from mllmrec_pyg.llm.redact import redact_secrets
 
 
 class EmptyGenerationError(RuntimeError):
@@ -218,7 +219,8 @@ class _OutcomeRecorder:
             self.result.completion_tokens += outcome.completion_tokens or 0
             self.result.prompt_tokens += outcome.prompt_tokens or 0
         else:
-            error = f'{type(outcome).__name__}: {outcome}'
+            # Kept in the cache and summary.json: never with a secret.
+            error = redact_secrets(f'{type(outcome).__name__}: {outcome}')
             self.cache.put(key, error=error, **row)
             for subject in subjects:
                 self.result.failures[subject] = error

@@ -25,6 +25,36 @@ _RESUME_KEYS = ('lr', 'weight_decay', 'batch_size', 'patience', 'val_metric', 's
                 'all_items_negatives', 'exclude_val_at_test', 'ks')
 
 
+#: The fix a corrupt checkpoint met by ``--resume`` suggests.
+RESUME_FIX = 'delete it or rerun without --resume'
+
+#: The entries of a checkpoint written by :meth:`Trainer.save_checkpoint`.
+_CHECKPOINT_KEYS = ('epoch', 'settings', 'model', 'optimizer', 'generator', 'torch_rng',
+                    'early_stopping', 'best_state', 'history')
+
+
+def read_checkpoint(path: str, fix: str = 'delete it or rerun with --force train'
+                    ) -> dict[str, Any]:
+    r"""Reads a checkpoint of :meth:`Trainer.save_checkpoint`; a missing file
+    is a :class:`FileNotFoundError`, a corrupt, truncated or foreign one a
+    one-line :class:`ValueError` naming the file and :obj:`fix`."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f'{path}: no checkpoint to resume from')
+    if os.path.isdir(path):
+        raise ValueError(f'{path}: is a folder, not a checkpoint; {fix}')
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except (PermissionError, FileNotFoundError, IsADirectoryError):
+        raise
+    except Exception as exc:  # RuntimeError, KeyError, EOFError, OSError(EINVAL), ...
+        raise ValueError(f'{path}: not a readable checkpoint (corrupt or truncated); '
+                         f'{fix}') from exc
+    if (not isinstance(state, dict) or any(k not in state for k in _CHECKPOINT_KEYS)
+            or not isinstance(state['settings'], dict)):
+        raise ValueError(f'{path}: not a checkpoint of this trainer; {fix}')
+    return state
+
+
 @dataclass
 class TrainResult:
     r"""The outcome of :meth:`Trainer.fit`.
@@ -223,22 +253,28 @@ class Trainer:
         torch.save(state, path + '.tmp')
         os.replace(path + '.tmp', path)
 
-    def load_checkpoint(self, path: str) -> None:
-        r"""Restores the training state from :obj:`path`."""
-        if not os.path.exists(path):
-            raise FileNotFoundError(f'{path}: no checkpoint to resume from')
-        state = torch.load(path, map_location='cpu', weights_only=True)
+    def load_checkpoint(self, path: str,
+                        fix: str = 'delete it or rerun with --force train') -> None:
+        r"""Restores the training state from :obj:`path`.
+
+        A corrupt, truncated or foreign file is a one-line :class:`ValueError`
+        naming the file and :obj:`fix`."""
+        state = read_checkpoint(path, fix)
         mine = self.settings()
         changed = [k for k in _RESUME_KEYS if state['settings'].get(k) != mine[k]]
         if changed:
             diff = ', '.join(f'{k}: {state["settings"].get(k)} -> {mine[k]}' for k in changed)
             raise ValueError(f'{path} was written with other settings ({diff}); resume with '
                              f'the same settings or start a fresh run in another folder')
-        self.model.load_state_dict(state['model'])
-        self.optimizer.load_state_dict(state['optimizer'])
-        self.generator.set_state(state['generator'])
-        torch.set_rng_state(state['torch_rng'])
-        self.early_stopping.load_state_dict(state['early_stopping'])
+        try:
+            self.model.load_state_dict(state['model'])
+            self.optimizer.load_state_dict(state['optimizer'])
+            self.generator.set_state(state['generator'])
+            torch.set_rng_state(state['torch_rng'])
+            self.early_stopping.load_state_dict(state['early_stopping'])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f'{path}: holds the state of another model (its parameter '
+                             f'names or shapes differ); {fix}') from exc
         self.best_state = state['best_state']
         self.history = list(state['history'])
         self.epoch = int(state['epoch'])
@@ -253,7 +289,7 @@ class Trainer:
         """
         path = self.checkpoint_path
         if resume and path is not None and os.path.exists(path):
-            self.load_checkpoint(path)
+            self.load_checkpoint(path, fix=RESUME_FIX)
         logger = None
         if self.out_dir is not None:
             logger = MetricLogger(os.path.join(self.out_dir, 'log.csv'),

@@ -142,8 +142,9 @@ def test_train_vbpr_reads_the_dataset_feature_files(tmp_path):
             rows.append(f'{user}\t{item % 60}\t{0 if item < user % 4 + 4 else 1 + item % 2}')
     (root / 'feats.inter').write_text('\n'.join(rows) + '\n')
     generator = np.random.default_rng(0)
-    np.save(root / 'text_feat.npy', generator.random((10, 5)).astype(np.float32))
-    np.save(root / 'image_feat.npy', generator.random((10, 3)).astype(np.float32))
+    # One row per item: the itemIDs are 0..8.
+    np.save(root / 'text_feat.npy', generator.random((9, 5)).astype(np.float32))
+    np.save(root / 'image_feat.npy', generator.random((9, 3)).astype(np.float32))
     out = tmp_path / 'vbpr'
     assert main(['train', str(root), '--model', 'vbpr', '--epochs', '2',
                  '--out', str(out), '--no-progress']) == 0

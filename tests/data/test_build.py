@@ -62,16 +62,13 @@ def test_index_nodes():
     user, user_ids, item, item_ids = index_nodes(inter)
     assert user.tolist() == [1, 0, 1] and user_ids == ['9', '10']
     assert item.tolist() == [1, 0, 2] and item_ids == ['a', 'b', 'c']
-    # MMRec ids are their own indices; feature rows add items.
+    # MMRec ids are their own indices (feature rows never add items).
     inter = frame(user=[1, 0], item=[2, 0])
-    user, user_ids, item, item_ids = index_nodes(inter, integer_ids=True,
-                                                 num_feature_rows=5)
+    user, user_ids, item, item_ids = index_nodes(inter, integer_ids=True)
     assert user.tolist() == [1, 0] and user_ids == ['0', '1']
-    assert item.tolist() == [2, 0] and item_ids == ['0', '1', '2', '3', '4']
-    *_, item_ids = index_nodes(inter, integer_ids=True, num_feature_rows=2)
-    assert item_ids == ['0', '1', '2']
-    # Without integer ids the feature rows do not matter.
-    *_, item_ids = index_nodes(inter, num_feature_rows=5)
+    assert item.tolist() == [2, 0] and item_ids == ['0', '1', '2']
+    # Without integer ids they are renumbered.
+    *_, item_ids = index_nodes(inter)
     assert item_ids == ['0', '2']
 
 
@@ -194,15 +191,18 @@ def test_build_hetero_data_composes_the_steps():
                   label=[0, 2, 0, 2, 1], line=[2, 3, 4, 5, 6])
     raw = RawDataset(inter=inter, source='/data/t/t.inter', integer_ids=True,
                      item_table=pd.DataFrame({'title': ['Mug']}, index=['1']),
-                     item_features={'image_feat': np.eye(3)}, root='/data/t')
-    with pytest.warns(UserWarning, match='first at line 6'):
+                     item_features={'image_feat': np.eye(2)}, root='/data/t')
+    with pytest.warns(UserWarning, match=r'first at line 6\); 1 had conflicting '
+                      r'split labels \(kept the first: 1 test\)'):
         data = build_hetero_data(raw)
     assert data.report == {'source': 't.inter', 'duplicates': 1,
+                           'duplicate_label_conflicts': {'pairs': 1,
+                                                         'kept': {'test': 1}},
                            'split': 'given', 'cold_start_users': 0,
                            'items_with_text': 1}
-    assert data['item'].num_nodes == 3
-    assert data['item'].text == {'title': ['', 'Mug', '']}
-    assert data['item'].image_feat.tolist() == np.eye(3).tolist()
+    assert data['item'].num_nodes == 2
+    assert data['item'].text == {'title': ['', 'Mug']}
+    assert data['item'].image_feat.tolist() == np.eye(2).tolist()
     assert data[INTERACTS].edge_index.tolist() == [[0, 0, 1, 1], [0, 1, 1, 0]]
     assert data[INTERACTS].test_mask.tolist() == [False, True, False, True]
     assert data[REV_INTERACTS].edge_index.tolist() == [[0, 1, 1, 0],

@@ -139,7 +139,8 @@ def test_recbole_and_k_core(tmp_path):
     write(root / 'rb.inter', '\n'.join(lines) + '\n')
     write(root / 'rb.item', 'item_id:token\tmovie_title:token_seq\n'
           'x\tAlien\ny\tBrazil\nw\tWho\n')
-    data = load_dataset(str(root), k_core=2)
+    # (MMRec's rule would hold out both items of every user: no training.)
+    data = load_dataset(str(root), k_core=2, split='global_temporal')
     assert data['user'].raw_id == ['a', 'b', 'c']
     assert data['item'].raw_id == ['x', 'y']
     assert data['item'].text == {'movie_title': ['Alien', 'Brazil']}
@@ -289,12 +290,12 @@ def test_every_file_read_is_keyed(tmp_path, monkeypatch, layout):
                    root / 'dataset.json']
     elif layout == 'recbole_subfolder':
         write(root / 'sub' / 'r.inter', 'user_id:token\titem_id:token\n'
-              'a\tx\na\ty\nb\tx\nb\ty\n')
+              'a\tx\na\ty\na\tz\nb\tx\nb\ty\nb\tz\n')
         write(root / 'sub' / 'r.item', 'item_id:token\ttitle:token\nx\tAlien\n')
         kwargs['inter_file'] = os.path.join('sub', 'r.inter')
         changed = [root / 'sub' / 'r.item']
     else:
-        write(root / 'ratings_Toys.csv', 'U1,I1,5.0,1\nU1,I2,4.0,2\n')
+        write(root / 'ratings_Toys.csv', 'U1,I1,5.0,1\nU1,I2,4.0,2\nU1,I3,3.0,3\n')
         with gzip.open(root / 'meta_Toys.json.gz', 'wt') as f:
             f.write("{'asin': 'I1', 'title': 'Ball'}\n")
         kwargs['k_core'] = 0

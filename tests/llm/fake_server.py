@@ -4,7 +4,9 @@ It answers ``POST /v1/chat/completions`` from a script of behaviours
 (``'ok'``, an HTTP status such as ``429`` or ``500``, ``'hang'``) consumed one
 per request, then ``'ok'`` forever; ``GET /v1/models`` lists one model.  It
 records every request body and header and the largest number of requests it
-served at once.
+served at once.  Options make it echo the request's ``Authorization`` header
+in its error bodies (as some servers do) and stop listening after a number of
+answers (a server that dies in the middle of a run).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, List, Union
+from typing import Any, Dict, List, Optional, Union
 
 Behaviour = Union[str, int]
 
@@ -25,14 +27,24 @@ class FakeOpenAIServer:
         delay (float): Seconds every ``'ok'`` answer waits (to overlap
             requests).
         hang (float): Seconds a ``'hang'`` request waits before answering.
+        echo_auth (bool): Error answers (scripted statuses) echo the
+            request's ``Authorization`` header and its bare token in their
+            body.
+        die_after (int, optional): Stop listening (new connections are
+            refused) once this many completions were answered.
     """
     model = 'fake-model'
 
     def __init__(self, script: List[Behaviour] = (),  # type: ignore
-                 delay: float = 0.0, hang: float = 2.0) -> None:
+                 delay: float = 0.0, hang: float = 2.0,
+                 echo_auth: bool = False,
+                 die_after: Optional[int] = None) -> None:
         self.script = list(script)
         self.delay = delay
         self.hang = hang
+        self.echo_auth = echo_auth
+        self.die_after = die_after
+        self.answered = 0
         self.requests: List[Dict[str, Any]] = []
         self.headers: List[Dict[str, str]] = []
         self.in_flight = 0
@@ -70,9 +82,23 @@ class FakeOpenAIServer:
                         time.sleep(server.hang)
                         behaviour = 'ok'
                     if behaviour != 'ok':
-                        self._send(int(behaviour), {'error': 'scripted'})
+                        error: Dict[str, Any] = {'error': 'scripted'}
+                        if server.echo_auth:
+                            auth = self.headers.get('Authorization', '')
+                            error = {'error': {
+                                'message': f'invalid credentials, you sent '
+                                           f'Authorization: {auth}',
+                                'token': auth.split(' ')[-1],
+                                'headers': dict(self.headers)}}
+                        self._send(int(behaviour), error)
                         return
                     time.sleep(server.delay)
+                    with server._lock:
+                        server.answered += 1
+                        dying = server.answered == server.die_after
+                    if dying:
+                        # Nothing listens any more; this answer still goes.
+                        server._stop_listening()
                     content = body['messages'][0]['content']
                     if isinstance(content, list):
                         content = 'image:' + content[-1]['text']
@@ -102,6 +128,9 @@ class FakeOpenAIServer:
         self._thread.start()
         return self
 
-    def __exit__(self, *args: Any) -> None:
+    def _stop_listening(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    def __exit__(self, *args: Any) -> None:
+        self._stop_listening()

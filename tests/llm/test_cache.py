@@ -2,7 +2,11 @@ import sqlite3
 
 import pytest
 
-from mllmrec_pyg.llm.cache import GenerationCache, generation_key
+from mllmrec_pyg.llm.cache import (
+    GenerationCache,
+    generation_key,
+    generations_saved,
+)
 
 IDENTITY = {'backend': 'fake', 'model': 'm', 'params': {'seed': 0}}
 
@@ -61,3 +65,114 @@ def test_export_parquet(tmp_path):
         cache.put('k', identity=IDENTITY, task='describe', subject='i',
                   prompt='p', text='t')
         assert cache.export(str(tmp_path / 'c.parquet')) == 1
+
+
+def test_unusable_cache_files_are_refused(tmp_path):
+    junk = tmp_path / 'junk.sqlite'
+    junk.write_bytes(b'not a database at all' * 100)
+    with pytest.raises(ValueError) as info:
+        GenerationCache(str(junk))
+    assert str(info.value) == (
+        f'{junk}: not a readable cache (file is not a database); move it '
+        'away or pass --cache NEW.sqlite')
+    assert junk.read_bytes() == b'not a database at all' * 100  # untouched
+
+    whole = tmp_path / 'whole.sqlite'
+    with GenerationCache(str(whole)) as cache:
+        for i in range(100):
+            cache.put(f'k{i}', identity=IDENTITY, task='prefer',
+                      subject=str(i), prompt='p' * 500, text='t' * 500)
+    data = whole.read_bytes()
+    cut = tmp_path / 'cut.sqlite'
+    cut.write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError) as info:
+        GenerationCache(str(cut))
+    assert str(info.value) == (
+        f'{cut}: not a readable cache (database disk image is malformed); '
+        'move it away or pass --cache NEW.sqlite')
+
+    other = tmp_path / 'other.sqlite'
+    conn = sqlite3.connect(other)
+    conn.execute('CREATE TABLE generations (id INTEGER, name TEXT)')
+    conn.commit()
+    conn.close()
+    with pytest.raises(ValueError) as info:
+        GenerationCache(str(other))
+    assert str(info.value) == (
+        f'{other}: not a generation cache (its generations table has the '
+        'columns id, name); move it away or pass --cache NEW.sqlite')
+
+    with pytest.raises(ValueError) as info:
+        GenerationCache(str(tmp_path))
+    assert str(info.value) == (f'{tmp_path}: is a folder, not a cache file; '
+                               'pass --cache FILE.sqlite')
+
+
+def test_read_only_cache_and_folders(tmp_path, monkeypatch):
+    path = tmp_path / 'ro.sqlite'
+    GenerationCache(str(path)).close()
+    path.chmod(0o444)
+    try:
+        with pytest.raises(ValueError) as info:
+            GenerationCache(str(path))
+        assert str(info.value) == (
+            f'{path}: the cache file is read-only; make it writable '
+            '(chmod u+w) or pass --cache NEW.sqlite')
+    finally:
+        path.chmod(0o644)
+
+    home = tmp_path / 'home'
+    home.mkdir()
+    home.chmod(0o555)
+    monkeypatch.setenv('MLLMREC_HOME', str(home))
+    try:
+        with pytest.raises(ValueError) as info:
+            GenerationCache()
+        assert str(info.value) == (
+            f'{home}: cannot create the generation cache there (read-only '
+            'folder); set MLLMREC_HOME to a writable folder or pass --cache '
+            'FILE.sqlite')
+        with pytest.raises(ValueError) as info:
+            GenerationCache(str(home / 'mine.sqlite'))
+        assert str(info.value) == (
+            f'{home}: cannot write the generation cache mine.sqlite there '
+            '(read-only folder); pass --cache with a file in a writable '
+            'folder')
+        assert list(home.iterdir()) == []
+    finally:
+        home.chmod(0o755)
+    # A home that cannot be a folder at all.
+    monkeypatch.setenv('MLLMREC_HOME', str(path))
+    with pytest.raises(ValueError, match=f'^{path}/llm: cannot create the '
+                       r'generation cache there \(Not a directory\); set '
+                       'MLLMREC_HOME to a writable folder or pass --cache'):
+        GenerationCache()
+
+
+def test_generations_saved_counts_stored_texts(tmp_path):
+    before = generations_saved()
+    with GenerationCache(str(tmp_path / 'c.sqlite')) as cache:
+        cache.put('k1', identity=IDENTITY, task='prefer', subject='u1',
+                  prompt='p1', text='one')
+        cache.put('k2', identity=IDENTITY, task='prefer', subject='u2',
+                  prompt='p2', error='HTTP 500')
+        assert generations_saved() == before + 1
+        cache.put('k2', identity=IDENTITY, task='prefer', subject='u2',
+                  prompt='p2', text='two')
+        cache.put('k1', identity=IDENTITY, task='prefer', subject='u1',
+                  prompt='p1', error='late')  # ignored: k1 is finished
+        assert generations_saved() == before + 2
+    with GenerationCache(str(tmp_path / 'd.sqlite')) as other:
+        other.put('k', identity=IDENTITY, task='describe', subject='i',
+                  prompt='p', text='t')
+    assert generations_saved() == before + 3  # process-wide
+
+
+def test_errors_are_stored_without_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv('MLLMREC_OPENAI_API_KEY', 'hidden-key-42')
+    with GenerationCache(str(tmp_path / 'c.sqlite')) as cache:
+        cache.put('k', identity=IDENTITY, task='prefer', subject='u',
+                  prompt='p', error='HTTP 401: bad hidden-key-42, '
+                  'Authorization: Bearer hidden-key-42')
+        assert cache.entry('k').error == ('HTTP 401: bad [REDACTED], '
+                                          'Authorization: [REDACTED]')

@@ -1,5 +1,6 @@
 import base64
 import socket
+import time
 
 import pytest
 
@@ -8,7 +9,9 @@ from mllmrec_pyg.llm.backends import (
     Generation,
     GenerationRequest,
     OpenAIHTTPBackend,
+    ServerUnreachableError,
 )
+from mllmrec_pyg.llm.redact import redact_secrets
 from tests.llm.fake_server import FakeOpenAIServer
 
 pytest.importorskip('httpx')
@@ -89,21 +92,103 @@ def test_timeout_is_retried():
         assert len(server.requests) == 2
 
 
-def test_connection_error_fails_without_stopping_others():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
-    b = OpenAIHTTPBackend(base_url=f'http://127.0.0.1:{port}/v1', model='m',
-                          max_retries=1, backoff=0.01, timeout=2.0)
-    outcomes = collect(b, [GenerationRequest('a'), GenerationRequest('b')])
-    assert sorted(outcomes) == [0, 1]
-    for outcome in outcomes.values():
-        assert isinstance(outcome, BackendError)
-        assert 'ConnectError' in str(outcome)
-    unnamed = OpenAIHTTPBackend(base_url=f'http://127.0.0.1:{port}/v1',
-                                timeout=2.0)
-    with pytest.raises(ValueError, match='is the server up'):
+def test_dead_server_stops_the_run_in_seconds():
+    url = free_port_url()
+    message = (f'no server at {url} (connection refused): start it or fix '
+               '--base-url')
+    # The default backoff: a dead server must not cost it per request.
+    b = OpenAIHTTPBackend(base_url=url, model='m', max_concurrency=2)
+    outcomes = {}
+    started = time.monotonic()
+    with pytest.raises(ServerUnreachableError) as info:
+        b.generate_many([GenerationRequest(f'p{i}') for i in range(6)],
+                        outcomes.__setitem__)
+    assert time.monotonic() - started < 20
+    assert str(info.value) == message
+    assert isinstance(info.value, ValueError)
+    assert outcomes == {}  # nothing was finished, nothing is recorded
+    unnamed = OpenAIHTTPBackend(base_url=url, timeout=2.0)
+    with pytest.raises(ServerUnreachableError) as info:
         unnamed.resolve_model()
+    assert str(info.value) == message
+    two = free_port_url()
+    both = OpenAIHTTPBackend(base_url=[url, two], model='m', backoff=0.01)
+    both._servers_checked = True
+    with pytest.raises(ServerUnreachableError) as info:
+        both.generate(GenerationRequest('p'))
+    assert str(info.value) == (f'no server at {url}, {two} (connection '
+                               'refused): start them or fix --base-url')
+
+
+def test_server_dying_mid_run_fails_the_rest_at_once():
+    with FakeOpenAIServer(die_after=1) as server:
+        b = backend(server, model='m', max_concurrency=1, max_retries=2)
+        outcomes = collect(b, [GenerationRequest(f'p{i}') for i in range(4)])
+        assert outcomes[0] == Generation('echo p0', 7, 3)
+        # The first request after the death spends its retries ...
+        assert str(outcomes[1]).startswith(
+            f'{server.base_url}: failed after 3 attempts; last: '
+            f'{server.base_url}/chat/completions: ConnectError: ')
+        # ... the others fail at their first refusal: no waves of backoff.
+        for i in (2, 3):
+            assert isinstance(outcomes[i], BackendError)
+            assert str(outcomes[i]).startswith(
+                f'{server.base_url}: failed after 1 attempt (the server '
+                'stopped accepting connections); last: ')
+        assert len(server.requests) == 1
+
+
+def test_api_key_never_kept_in_errors(monkeypatch):
+    key = 'my-private-key-XYZ'  # not sk-shaped: found as the key itself
+    monkeypatch.setenv('MLLMREC_OPENAI_API_KEY', key)
+    with FakeOpenAIServer(script=[401, 500, 500], echo_auth=True) as server:
+        b = backend(server, model='m', max_retries=1)
+        with pytest.raises(BackendError) as info:
+            b.generate(GenerationRequest('a'))
+        assert server.headers[0]['Authorization'] == f'Bearer {key}'
+        text = str(info.value)
+        assert text.startswith(f'{server.base_url}/chat/completions answered '
+                               'HTTP 401: ')
+        assert key not in text and 'XYZ' not in text
+        assert 'Authorization: [REDACTED]' in text
+        with pytest.raises(BackendError) as info:
+            b.generate(GenerationRequest('b'))  # retried, then given up
+        assert 'failed after 2 attempts; last: HTTP 500' in str(info.value)
+        assert key not in str(info.value) and 'XYZ' not in str(info.value)
+
+
+def test_a_key_cut_by_the_message_limit_leaves_no_part():
+    key = 'sk-' + 'a1b2c3d4' * 5
+    b = OpenAIHTTPBackend(base_url='http://127.0.0.1:1/v1', api_key=key)
+
+    class Answer:
+        text = 'x' * 290 + key + ' tail'
+
+    kept = b._answer_text(Answer())
+    assert kept == 'x' * 290 + '[REDACTED]'
+    assert 'a1b2' not in kept
+
+
+def test_redact_secrets(monkeypatch):
+    monkeypatch.delenv('MLLMREC_OPENAI_API_KEY', raising=False)
+    monkeypatch.setenv('OPENAI_API_KEY', 'env-key-123')
+    assert redact_secrets('bad key env-key-123') == 'bad key [REDACTED]'
+    assert redact_secrets('"Authorization": "Bearer abc.def"') == \
+        '"Authorization": "[REDACTED]"'
+    assert redact_secrets('authorization=Basic dXNlcjpwYXNz; ok') == \
+        'authorization=[REDACTED]; ok'
+    assert redact_secrets('got bearer tok_42, expected another') == \
+        'got bearer [REDACTED], expected another'
+    assert redact_secrets('key sk-proj-ABCDEFGH123 is revoked') == \
+        'key [REDACTED] is revoked'
+    assert redact_secrets('{"api_key": "s3cr3t"}') == '{"api_key": "[REDACTED]"}'
+    assert redact_secrets('GET https://bob:hunter2@host/v1 failed') == \
+        'GET https://[REDACTED]@host/v1 failed'
+    assert redact_secrets('quote \\"k\\" and p4ss!', ['p4ss!']) == \
+        'quote \\"k\\" and [REDACTED]'
+    # Short "secrets" are not blanked out of ordinary words.
+    assert redact_secrets('a sky', ['sky']) == 'a sky'
+    assert redact_secrets('') == ''
 
 
 def test_bounded_concurrency_and_per_request_results():
@@ -171,6 +256,9 @@ def test_servers_must_serve_the_same_model():
     with pytest.raises(ValueError, match='listed twice'):
         OpenAIHTTPBackend(base_url='http://a/v1,http://a/v1/')
     with FakeOpenAIServer() as up:
-        b = OpenAIHTTPBackend(base_url=[up.base_url, free_port_url()], timeout=2.0)
-        with pytest.raises(ValueError, match='did not answer'):
+        dead = free_port_url()
+        b = OpenAIHTTPBackend(base_url=[up.base_url, dead], timeout=2.0)
+        with pytest.raises(ServerUnreachableError) as info:
             b.check_servers()
+        assert str(info.value) == (f'no server at {dead} (connection '
+                                   'refused): start it or fix --base-url')

@@ -15,7 +15,7 @@ from .base import (
 )
 from .huggingface import HuggingFaceBackend
 from .image_statistics import ImageStatisticsDescriber
-from .openai_http import OpenAIHTTPBackend
+from .openai_http import OpenAIHTTPBackend, ServerUnreachableError
 from .smollm2 import SMOLLM2_GGUF, SmolLM2Backend, smollm2_gguf_path
 
 #: Command-line names of the backends.
@@ -67,6 +67,7 @@ __all__ = [
     'OpenAIHTTPBackend',
     'ResultCallback',
     'SMOLLM2_GGUF',
+    'ServerUnreachableError',
     'SmolLM2Backend',
     'make_backend',
     'smollm2_gguf_path',

@@ -16,13 +16,52 @@ from mllmrec_pyg.llm.backends.base import (
     GenerationRequest,
     ResultCallback,
 )
+from mllmrec_pyg.llm.redact import API_KEY_ENV, redact_secrets
 
-#: Environment variables read when an argument is not given (first set wins).
+#: Environment variables read when an argument is not given (first set wins;
+#: :obj:`API_KEY_ENV` is :obj:`('MLLMREC_OPENAI_API_KEY', 'OPENAI_API_KEY')`).
 BASE_URL_ENV = ('MLLMREC_OPENAI_BASE_URL', 'OPENAI_BASE_URL')
-API_KEY_ENV = ('MLLMREC_OPENAI_API_KEY', 'OPENAI_API_KEY')
 MODEL_ENV = ('MLLMREC_OPENAI_MODEL', 'OPENAI_MODEL')
 
+__all__ = ['API_KEY_ENV', 'BASE_URL_ENV', 'DEAD_SERVER_ATTEMPTS', 'MODEL_ENV',
+           'OpenAIHTTPBackend', 'ServerUnreachableError', 'no_server_message']
+
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+#: Attempts of one request, while no server has accepted a connection in the
+#: run, before the run stops with :class:`ServerUnreachableError`.
+DEAD_SERVER_ATTEMPTS = 3
+
+#: Most characters of a server's answer kept in an error message.
+_BODY_CHARS = 300
+
+
+class ServerUnreachableError(ValueError):
+    r"""No server of the run accepts connections (nothing listens at the
+    URL): the run stops after a few quick attempts instead of retrying every
+    request; what finished before stays in the cache."""
+
+
+def _refusal(exc: BaseException) -> str:
+    text = str(exc)
+    if 'refused' in text.lower() or \
+            'all connection attempts failed' in text.lower():
+        return 'connection refused'
+    return f'cannot connect: {type(exc).__name__}: {text}'
+
+
+def no_server_message(urls: Sequence[str], exc: BaseException) -> str:
+    r"""Returns the one-line error for servers that accept no connection,
+    e.g. :obj:`"no server at http://127.0.0.1:8080/v1 (connection refused):
+    start it or fix --base-url"`.
+
+    Args:
+        urls (Sequence[str]): The servers' API roots.
+        exc (BaseException): The connection error of the last attempt.
+    """
+    them = 'it' if len(urls) == 1 else 'them'
+    return (f"no server at {', '.join(urls)} ({_refusal(exc)}): start {them} "
+            'or fix --base-url')
 
 
 def _from_env(names: Sequence[str]) -> Optional[str]:
@@ -54,6 +93,21 @@ class OpenAIHTTPBackend(GenerationBackend):
     exponential backoff (and jitter, honouring ``Retry-After``) on HTTP 408,
     409, 425, 429 and 5xx answers, on timeouts and on connection errors.
     Other 4xx answers fail at once (a retry would get the same answer).
+
+    A dead server costs seconds, not the backoff schedule of every request:
+    while no server has accepted a connection in the run, a request refused
+    :obj:`DEAD_SERVER_ATTEMPTS` times by every server stops the whole run
+    with :class:`ServerUnreachableError` (a :class:`ValueError`: :obj:`"no
+    server at URL (connection refused): start it or fix --base-url"`).  A
+    server that dies in the middle of a run turns the remaining requests
+    into recorded failures (retried by the next run): once one request has
+    spent its retries on refusing servers, the others fail at their first
+    refused attempt.
+
+    Every server message kept in an error (and so in the cache and
+    :obj:`summary.json`) is passed through
+    :func:`~mllmrec_pyg.llm.redact.redact_secrets` first: a server echoing
+    the ``Authorization`` header never gets the API key written or printed.
 
     Several servers of the same model (e.g. one llama.cpp server per CPU
     core, or one vLLM instance per GPU) share the work: every attempt goes to
@@ -123,6 +177,12 @@ class OpenAIHTTPBackend(GenerationBackend):
         self._servers_checked = len(urls) == 1
         self._in_flight = [0] * len(urls)
         self._unreachable = [False] * len(urls)
+        # Per run: whose last attempt was refused, whether any server
+        # accepted a connection, whether a request spent its retries on
+        # refusing servers.
+        self._refused = [False] * len(urls)
+        self._connected = False
+        self._down = False
         self._api_key = api_key or _from_env(API_KEY_ENV)
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -138,6 +198,17 @@ class OpenAIHTTPBackend(GenerationBackend):
     def generation_params(self) -> Dict[str, Any]:
         return {'max_tokens': self.max_tokens,
                 'temperature': self.temperature, 'seed': self.seed}
+
+    def _redact(self, text: str) -> str:
+        r"""Returns :obj:`text` without the API key or anything that looks
+        like a credential (:func:`~mllmrec_pyg.llm.redact.redact_secrets`):
+        every server message goes through it before it is stored or
+        printed."""
+        return redact_secrets(text, [self._api_key] if self._api_key else ())
+
+    def _answer_text(self, response: Any) -> str:
+        # Redacted whole, then cut: no part of a key survives the cut.
+        return self._redact(response.text)[:_BODY_CHARS]
 
     def _headers(self) -> Dict[str, str]:
         headers = {'Content-Type': 'application/json'}
@@ -158,11 +229,14 @@ class OpenAIHTTPBackend(GenerationBackend):
 
             try:
                 models = self._list_models(self.base_url)
+            except httpx.ConnectError as exc:
+                raise ServerUnreachableError(
+                    no_server_message([self.base_url], exc)) from None
             except (httpx.HTTPError, ValueError) as exc:
-                raise ValueError(
+                raise ValueError(self._redact(
                     f'No --model given and {self.base_url}/models did not '
                     f'answer ({type(exc).__name__}: {exc}): is the server '
-                    'up? Pass --model to skip the lookup') from exc
+                    'up? Pass --model to skip the lookup')) from None
             if not models:
                 raise ValueError(f'No --model given and {self.base_url}'
                                  '/models lists no model')
@@ -192,9 +266,13 @@ class OpenAIHTTPBackend(GenerationBackend):
         for url in self.base_urls:
             try:
                 models = self._list_models(url)
+            except httpx.ConnectError as exc:
+                raise ServerUnreachableError(
+                    no_server_message([url], exc)) from None
             except (httpx.HTTPError, ValueError) as exc:
-                raise ValueError(f'{url}/models did not answer '
-                                 f'({type(exc).__name__}: {exc})') from exc
+                raise ValueError(self._redact(
+                    f'{url}/models did not answer '
+                    f'({type(exc).__name__}: {exc})')) from None
             if model not in models:
                 raise ValueError(
                     f"{url} does not serve '{model}' (it lists {models}): "
@@ -235,7 +313,10 @@ class OpenAIHTTPBackend(GenerationBackend):
         import httpx
 
         payload = self._payload(request)
+        where = ', '.join(self.base_urls)
         last = ''
+        refusals = 0
+        refused: Optional[BaseException] = None
         for attempt in range(self.max_retries + 1):
             retry_after: Optional[str] = None
             # The least busy reachable server (first of equals) takes it.
@@ -243,37 +324,62 @@ class OpenAIHTTPBackend(GenerationBackend):
                          key=lambda i: (self._unreachable[i], self._in_flight[i]))
             url = f'{self.base_urls[server]}/chat/completions'
             response = None
+            refused = None
             self._in_flight[server] += 1
             try:
                 response = await client.post(url, json=payload,
                                              headers=self._headers())
+            except httpx.ConnectError as exc:
+                refused = exc
+                last = self._redact(f'{url}: {type(exc).__name__}: {exc}')
             except (httpx.TimeoutException, httpx.TransportError) as exc:
-                last = f'{url}: {type(exc).__name__}: {exc}'
+                last = self._redact(f'{url}: {type(exc).__name__}: {exc}')
             finally:
                 self._in_flight[server] -= 1
             self._unreachable[server] = response is None
+            self._refused[server] = refused is not None
+            if refused is None:
+                # An answer, a timeout or a broken answer: someone listens.
+                self._connected = True
+                self._down = False
+            else:
+                refusals += 1
+                if all(self._refused):
+                    if not self._connected and (
+                            refusals >= DEAD_SERVER_ATTEMPTS
+                            or attempt == self.max_retries):
+                        # Nothing listens: stop the run, not each request.
+                        raise ServerUnreachableError(
+                            no_server_message(self.base_urls, refused))
+                    if self._down:
+                        # Another request spent its retries on the refusing
+                        # servers already: fail at once, not in waves.
+                        raise BackendError(
+                            f'{where}: failed after {attempt + 1} '
+                            f'attempt{"s" if attempt else ""} (the server '
+                            f'stopped accepting connections); last: {last}')
             if response is not None:
                 if response.status_code == 200:
                     return self._parse(response)
-                last = f'HTTP {response.status_code}: {response.text[:300]}'
+                last = (f'HTTP {response.status_code}: '
+                        f'{self._answer_text(response)}')
                 if response.status_code not in _RETRY_STATUS:
                     raise BackendError(f'{url} answered {last}')
                 retry_after = response.headers.get('retry-after')
             if attempt < self.max_retries:
                 await asyncio.sleep(self._delay(attempt, retry_after))
-        where = (self.base_urls[0] if len(self.base_urls) == 1
-                 else ', '.join(self.base_urls))
+        if refused is not None and all(self._refused):
+            self._down = True
         raise BackendError(f'{where}: failed after {self.max_retries + 1} '
                            f'attempts; last: {last}')
 
-    @staticmethod
-    def _parse(response: Any) -> Generation:
+    def _parse(self, response: Any) -> Generation:
         try:
             body = response.json()
             text = body['choices'][0]['message']['content']
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise BackendError(f'Malformed completion: {response.text[:300]}'
-                               ) from exc
+            raise BackendError('Malformed completion: '
+                               f'{self._answer_text(response)}') from exc
         usage = body.get('usage') or {}
         return Generation(text=(text or '').strip(),
                           prompt_tokens=usage.get('prompt_tokens'),
@@ -295,8 +401,13 @@ class OpenAIHTTPBackend(GenerationBackend):
                     try:
                         outcome = await self._complete(client,
                                                        requests[index])
-                    except Exception as exc:  # recorded, never fatal
+                    except ServerUnreachableError:
+                        raise  # stops the run: no server at all
+                    except BackendError as exc:  # recorded, never fatal
                         outcome = exc
+                    except Exception as exc:  # recorded, never fatal
+                        outcome = BackendError(self._redact(
+                            f'{type(exc).__name__}: {exc}'))
                 # The loop is single-threaded: the callback (a cache commit)
                 # runs before any other request's outcome is handled.
                 on_result(index, outcome)
@@ -318,6 +429,9 @@ class OpenAIHTTPBackend(GenerationBackend):
         self.check_servers()
         self._in_flight = [0] * len(self.base_urls)
         self._unreachable = [False] * len(self.base_urls)
+        self._refused = [False] * len(self.base_urls)
+        self._connected = False
+        self._down = False
         asyncio.run(self._run(requests, on_result))
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ from torch_geometric.data import HeteroData
 
 from .base import Recommender
 from .bprmf import BPRMF
+from .freedom import FREEDOM
 from .lightgcn import LightGCN
 from .mllmrec import ITEM_SIMILAR, MLLMRec, item_graph_propagation
 from .vbpr import VBPR
@@ -19,6 +20,7 @@ MODELS: Dict[str, Type[Recommender]] = {
     'lightgcn': LightGCN,
     'bpr': BPRMF,
     'vbpr': VBPR,
+    'freedom': FREEDOM,
 }
 
 
@@ -52,6 +54,7 @@ __all__ = [
     'LightGCN',
     'BPRMF',
     'VBPR',
+    'FREEDOM',
     'ITEM_SIMILAR',
     'MODELS',
     'build_model',
