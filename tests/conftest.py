@@ -32,3 +32,20 @@ def _isolated_home(tmp_path, monkeypatch):
     # another test's.
     monkeypatch.setenv('MLLMREC_HOME', str(tmp_path / 'mllmrec_home'))
     yield
+
+
+@pytest.fixture
+def epochs(monkeypatch):
+    r"""Counts training epochs (:meth:`Trainer.train_epoch` calls), whoever
+    runs them: ``epochs['n']``."""
+    from mllmrec_pyg.train import Trainer
+
+    counter = {'n': 0}
+    original = Trainer.train_epoch
+
+    def counted(self):
+        counter['n'] += 1
+        return original(self)
+
+    monkeypatch.setattr(Trainer, 'train_epoch', counted)
+    return counter

@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 from typing import List, Optional, Tuple
 
 #: Sub-command modules, in the order ``mllmrec --help`` lists them.
@@ -114,7 +115,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     debug = bool(getattr(args, 'debug', False))
     prefix = f'mllmrec {args.command}'
+    original_format = warnings.formatwarning
+    if not debug:
+        # Warnings as one line each, like errors (the library's warnings
+        # keep Python's format for library users).
+        warnings.formatwarning = (lambda message, category, *_: f'{prefix}: warning: '
+                                  f"{' '.join(str(message).split())}\n")
+    try:
+        return _run(args, prefix, debug)
+    finally:
+        warnings.formatwarning = original_format
 
+
+def _run(args: argparse.Namespace, prefix: str, debug: bool) -> int:
+    r"""Runs the command, turning every exception into one line."""
     def fail(message: str, code: int) -> int:
         if debug:
             traceback.print_exc()

@@ -15,7 +15,7 @@ from typing import List
 from mllmrec_pyg.cli._llm_options import positive_int
 
 #: Models the command trains (see :func:`mllmrec_pyg.nn.models.build_model`).
-MODEL_CHOICES = ('mllmrec', 'lightgcn', 'bpr', 'vbpr')
+MODEL_CHOICES = ('mllmrec', 'lightgcn', 'bpr', 'vbpr', 'freedom', 'soil')
 
 
 def non_negative_int(text: str) -> int:

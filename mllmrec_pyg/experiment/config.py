@@ -350,6 +350,11 @@ def resolve_config(layers: Sequence[Mapping[str, Any]],
                 'graph': graph_keys(), 'train': train_keys()}
 
     merged = _merge_layers(layers, sources, name)
+    if 'batch_size' in defaults['model'] and 'batch_size' not in merged['model']:
+        # A model that counts its batches (FREEDOM's per-epoch pruning)
+        # follows the trainer's batch size unless told otherwise.
+        merged['model']['batch_size'] = merged['train'].get(
+            'batch_size', defaults['train']['batch_size'])
     for section, valid in defaults.items():
         for key, value in merged[section].items():
             where = _source_of(layers, sources, section, key, name)

@@ -225,9 +225,19 @@ def prepare_features(data: HeteroData, config: ExperimentConfig,
     if preferences is not None and (name != 'mllmrec' or user_init != 'features'):
         raise ValueError('--preferences gives MLLMRec its user features: it needs '
                          "--model mllmrec with model.user_init 'features'")
+    item = data['item']
+    if name in ('freedom', 'soil'):
+        own = [n for n in ('text_feat', 'image_feat', 'audio_feat')
+               if getattr(item, n, None) is not None]
+        if getattr(item, 'x', None) is None and not own:
+            item.x = encode_items(data)
+            own.append('x (all-MiniLM-L6-v2 embeddings of the item text fields)')
+        elif getattr(item, 'x', None) is not None:
+            own.append("x (data['item'].x)")
+        info['item_features'] = 'modalities: ' + ', '.join(own)
+        return info
     if name not in ('mllmrec', 'vbpr'):
         return info
-    item = data['item']
     if name == 'vbpr' and (getattr(item, 'text_feat', None) is not None or (
             getattr(item, 'image_feat', None) is not None
             and getattr(item, 'x', None) is None and not getattr(item, 'text', None))):

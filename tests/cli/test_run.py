@@ -59,20 +59,6 @@ def test_reasoning_labels_name_the_preference_model(tmp_path):
     assert inputs.counts['preference_summary']['all_outputs']['texts'] == 2
 
 
-@pytest.fixture
-def epochs(monkeypatch):
-    from mllmrec_pyg.train import Trainer
-
-    counter = {'n': 0}
-    original = Trainer.train_epoch
-
-    def counted(self):
-        counter['n'] += 1
-        return original(self)
-
-    monkeypatch.setattr(Trainer, 'train_epoch', counted)
-    return counter
-
 
 def test_second_identical_run_makes_no_llm_call_and_trains_nothing(tmp_path, epochs,
                                                                    monkeypatch, capsys):

@@ -282,3 +282,17 @@ def test_preference_user_features_exact():
     assert x[5].tolist() == [0.0, 0.0] and torch.equal(x[6:], fallback[6:])
     with pytest.raises(ValueError, match='rows for 80 users'):
         preference_user_features(data, {}, Encoder(), torch.zeros(3, 2))
+
+
+@pytest.mark.parametrize('model', ['freedom', 'soil'])
+def test_train_multimodal_graph_models_end_to_end(tmp_path, model):
+    out = tmp_path / model
+    assert main(['train', SYNTHETIC, '--model', model, '--epochs', '1', '--out', str(out),
+                 '--no-progress', '--set', 'model.embedding_dim=8']
+                + (['--set', 'model.feat_embed_dim=8'] if model == 'freedom' else [])) == 0
+    metrics = _check_contract(out, load_dataset(SYNTHETIC))
+    assert metrics['inputs']['item_features'].startswith('modalities: x (all-MiniLM-L6-v2')
+    config = json.loads((out / 'config.json').read_text())
+    if model == 'freedom':
+        # FREEDOM re-prunes its graph once per epoch: it follows the trainer's batch size.
+        assert config['model']['batch_size'] == config['train']['batch_size'] == 2048

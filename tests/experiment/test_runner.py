@@ -1,25 +1,10 @@
 import json
 
-import pytest
-
 from mllmrec_pyg.experiment import build_config, run_experiment
 from mllmrec_pyg.train import Trainer
 
 SYNTHETIC = 'synthetic:users=40,items=30,seed=5'
 
-
-@pytest.fixture
-def epochs(monkeypatch):
-    r"""Counts training epochs, whoever runs them."""
-    counter = {'n': 0}
-    original = Trainer.train_epoch
-
-    def counted(self):
-        counter['n'] += 1
-        return original(self)
-
-    monkeypatch.setattr(Trainer, 'train_epoch', counted)
-    return counter
 
 
 def _config(*overrides, model='mllmrec'):

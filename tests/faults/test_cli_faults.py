@@ -12,7 +12,6 @@ import mllmrec_pyg.llm.cache as cache_module
 from mllmrec_pyg.cli import main
 from mllmrec_pyg.experiment.pipeline import BackendSpec
 from mllmrec_pyg.llm.backends.base import BackendError, Generation
-from mllmrec_pyg.train import Trainer
 from tests.llm.fake_backend import FakeBackend
 
 SYNTHETIC = 'synthetic:users=40,items=30,seed=5'
@@ -23,19 +22,6 @@ LLM = ['--describe-backend', 'none', '--prefer-backend', 'openai', '--prefer-mod
        'fake-1', '--base-url', 'http://127.0.0.1:9/v1', '--llm-users', '4',
        '--epochs', '1', '--no-progress']
 
-
-@pytest.fixture
-def epochs(monkeypatch):
-    r"""Counts training epochs, whoever runs them."""
-    counter = {'n': 0}
-    original = Trainer.train_epoch
-
-    def counted(self):
-        counter['n'] += 1
-        return original(self)
-
-    monkeypatch.setattr(Trainer, 'train_epoch', counted)
-    return counter
 
 
 @pytest.fixture

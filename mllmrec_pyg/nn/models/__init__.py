@@ -12,6 +12,7 @@ from .bprmf import BPRMF
 from .freedom import FREEDOM
 from .lightgcn import LightGCN
 from .mllmrec import ITEM_SIMILAR, MLLMRec, item_graph_propagation
+from .soil import SOIL
 from .vbpr import VBPR
 
 #: The models :func:`build_model` knows, by command-line name.
@@ -21,6 +22,7 @@ MODELS: Dict[str, Type[Recommender]] = {
     'bpr': BPRMF,
     'vbpr': VBPR,
     'freedom': FREEDOM,
+    'soil': SOIL,
 }
 
 
@@ -55,6 +57,7 @@ __all__ = [
     'BPRMF',
     'VBPR',
     'FREEDOM',
+    'SOIL',
     'ITEM_SIMILAR',
     'MODELS',
     'build_model',

@@ -145,7 +145,7 @@ def mixed_item_graph(features: Sequence[Tensor], weights: Sequence[float],
                          f"modalities and {len(weights)} weights)")
     num_items = features[0].size(0)
     indices, values = [], []
-    for x, alpha in zip(features, weights):
+    for x, alpha in zip(features, weights, strict=True):
         edge_index, edge_weight = knn_item_graph(x, k)
         indices.append(edge_index)
         values.append(float(alpha) * edge_weight)
@@ -320,9 +320,10 @@ class FREEDOM(Recommender):
         num_users (int): The number of users.
         edge_index (torch.Tensor): :obj:`[2, E_train]` TRAINING user -> item
             interactions (:func:`mllmrec_pyg.data.train_edge_index`).
-        features (Mapping[str, torch.Tensor]): The raw item features of
+        item_features (Mapping[str, torch.Tensor]): The raw item features of
             each modality, :obj:`[num_items, F_m]`, by name (e.g.
             :obj:`{"text_feat": ..., "image_feat": ...}`); at least one.
+            They initialise the trainable tables :attr:`features`.
         embedding_dim (int, optional): Size of the ID embeddings.
             (default: :obj:`64`)
         feat_embed_dim (int, optional): Output size of the feature
@@ -337,7 +338,7 @@ class FREEDOM(Recommender):
             :math:`\alpha_m` by modality name, one for every modality used,
             taken as given. (default: :obj:`None`, the default rule)
         modalities (Sequence[str], optional): The names of
-            :obj:`features` to use, in this order. (default: :obj:`None`,
+            :obj:`item_features` to use, in this order. (default: :obj:`None`,
             all)
         num_mm_layers (int, optional): Propagations :math:`L_m` over the
             item graph. (default: :obj:`1`)
@@ -385,7 +386,7 @@ class FREEDOM(Recommender):
         self,
         num_users: int,
         edge_index: Tensor,
-        features: Mapping[str, Tensor],
+        item_features: Mapping[str, Tensor],
         *,
         embedding_dim: int = 64,
         feat_embed_dim: int = 64,
@@ -405,6 +406,7 @@ class FREEDOM(Recommender):
         seed: int = 2024,
     ):
         super().__init__()
+        features = item_features
         names = self._check_features(features, modalities)
         self._check_options(knn_k, num_mm_layers, num_ui_layers, dropout,
                             item_graph, item_edge_index, batch_size)

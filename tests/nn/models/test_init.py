@@ -12,7 +12,7 @@ from mllmrec_pyg.nn.models import (
 
 
 def test_build_model_names(tiny_data):
-    assert list(MODELS) == ['mllmrec', 'lightgcn', 'bpr', 'vbpr']
+    assert list(MODELS) == ['mllmrec', 'lightgcn', 'bpr', 'vbpr', 'freedom', 'soil']
     expected = {'mllmrec': MLLMRec, 'lightgcn': LightGCN, 'bpr': BPRMF,
                 'vbpr': VBPR}
     for name, cls in expected.items():
@@ -24,7 +24,7 @@ def test_build_model_names(tiny_data):
 
 
 def test_build_model_errors(tiny_data):
-    with pytest.raises(ValueError, match="Unknown model 'freedom'"):
-        build_model('freedom', tiny_data)
+    with pytest.raises(ValueError, match="Unknown model 'lattice'"):
+        build_model('lattice', tiny_data)
     with pytest.raises(ValueError, match="Unknown option.*n_layers.*'lightgcn'"):
         build_model('lightgcn', tiny_data, n_layers=2)
