@@ -62,3 +62,13 @@ def test_refined_graph_in_your_model():
         assert re.search(r'best epoch [12],', line)
         _metric(line, 'Test Recall@20')
         _metric(line, 'NDCG@20')
+
+
+@pytest.mark.slow
+def test_plug_into_freedom():
+    out = _run_example('plug_into_freedom.py', '--epochs', '2')
+    lines = [line for line in out.splitlines() if line.startswith('FREEDOM')]
+    assert [line.split(':')[0] for line in lines] == ['FREEDOM', 'FREEDOM+GR']
+    for line in lines:
+        _metric(line, 'Val Recall@20')
+        _metric(line, 'Test Recall@20')

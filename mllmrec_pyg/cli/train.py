@@ -96,6 +96,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "all-MiniLM-L6-v2 (users without one keep the mean of their training "
                    "items); a full_history file is LEAKED and labelled so (default: the "
                    'training-items mean for every user)')
+    p.add_argument('--item-graph', choices=('own', 'refined'), default=None,
+                   help="--model freedom|soil: their 'own' item graph (default) or the "
+                   "'refined' graph of our transforms (RefineItemGraph with the graph "
+                   "section's settings), i.e. --set model.item_graph=data")
     p.add_argument('--resume', action='store_true',
                    help='continue from OUT/checkpoint.pt if present (with a grid: each '
                    'point from OUT/grid/run_<i>/checkpoint.pt)')
@@ -117,6 +121,8 @@ def shortcut_overrides(args: argparse.Namespace) -> List[str]:
         value = getattr(args, option, None)
         if value is not None:
             out.append(f'{key}={value}')
+    if getattr(args, 'item_graph', None):
+        out.append(f"model.item_graph={'data' if args.item_graph == 'refined' else 'own'}")
     if getattr(args, 'exclude_val_at_test', False):
         out.append('train.exclude_val_at_test=true')
     for option, key in (('preferences', 'dataset.preferences'),

@@ -203,8 +203,13 @@ def load_experiment_data(config: ExperimentConfig, path: Optional[str] = None) -
 # --------------------------------------------------------------------------
 
 def needs_item_graph(config: ExperimentConfig) -> bool:
-    return config.model_name == 'mllmrec' and int(
-        config.model.get('item_layers', 1)) > 0
+    r"""Whether the model reads the refined item graph of the graph stage:
+    MLLMRec with item layers, or FREEDOM / SOIL told to take the item graph
+    from the data (``model.item_graph='data'``, ``--item-graph refined``)
+    instead of building their own."""
+    if config.model_name == 'mllmrec':
+        return int(config.model.get('item_layers', 1)) > 0
+    return config.model.get('item_graph') == 'data'
 
 
 def prepare_features(data: HeteroData, config: ExperimentConfig,
@@ -279,7 +284,12 @@ def build_item_graph(data: HeteroData, config: ExperimentConfig,
     from mllmrec_pyg.transforms import RefineItemGraph
 
     transform = RefineItemGraph(**config.graph)
-    key = content_key('graph', config.graph, data['item'].x, split_fingerprint(data))
+    features = getattr(data['item'], config.graph.get('key', 'x'), None)
+    if features is None:
+        raise ValueError(f"graph.key={config.graph.get('key', 'x')!r}: data['item'] has no "
+                         'such features to build the refined item graph from; set graph.key '
+                         'to one of its feature attributes (x, text_feat, image_feat, ...)')
+    key = content_key('graph', config.graph, features, split_fingerprint(data))
     file = os.path.join('graph', 'item_graph.pt')
     info: Dict[str, Any] = {'item_graph': str(transform), 'item_graph_key': key[:16]}
     if store is not None and store.is_fresh('graph', key, [file]):

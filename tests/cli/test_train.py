@@ -296,3 +296,16 @@ def test_train_multimodal_graph_models_end_to_end(tmp_path, model):
     if model == 'freedom':
         # FREEDOM re-prunes its graph once per epoch: it follows the trainer's batch size.
         assert config['model']['batch_size'] == config['train']['batch_size'] == 2048
+
+
+@pytest.mark.parametrize('model', ['freedom', 'soil'])
+def test_item_graph_refined_plugs_our_graph_in(tmp_path, model):
+    out = tmp_path / model
+    assert main(['train', SYNTHETIC, '--model', model, '--epochs', '1', '--out', str(out),
+                 '--no-progress', '--item-graph', 'refined', '--set', 'graph.alpha=0.5',
+                 '--set', 'model.embedding_dim=8']
+                + (['--set', 'model.feat_embed_dim=8'] if model == 'freedom' else [])) == 0
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['inputs']['item_graph'].startswith('RefineItemGraph(knn_k=10, alpha=0.5')
+    assert (out / 'graph' / 'item_graph.pt').exists()
+    assert json.loads((out / 'config.json').read_text())['model']['item_graph'] == 'data'
