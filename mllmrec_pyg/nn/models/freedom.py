@@ -439,13 +439,24 @@ class FREEDOM(Recommender):
             for name in names})
         self.conv = LightGCNConv()
 
+        self._init_item_graph([features[n] for n in names], names, modality_weights,
+                              mm_image_weight, item_edge_index, item_edge_weight)
+        self._init_pruning(edge_index, num_users, dropout, batch_size, seed)
+        self.reset_parameters()
+
+    def _init_item_graph(self, features: List[Tensor], names: List[str],
+                         modality_weights: Mapping[str, float] | None,
+                         mm_image_weight: float, item_edge_index: Tensor | None,
+                         item_edge_weight: Tensor | None) -> None:
+        r"""The frozen item graph: the given one, or the modality-mixed
+        kNN graph of the raw features."""
         # The frozen item graph (matrix coordinates; messages flow col -> row).
         if item_edge_index is None:
             weights = self._modality_weights(names, modality_weights,
                                              mm_image_weight)
             self.modality_weights: List[float] | None = weights
             item_edge_index, item_edge_weight = mixed_item_graph(
-                [features[n] for n in names], weights, knn_k)
+                features, weights, self.knn_k)
         else:
             self.modality_weights = None
             item_edge_index = item_edge_index.long()
@@ -458,13 +469,17 @@ class FREEDOM(Recommender):
         self.register_buffer('item_adj', item_adj, persistent=False)
         self.register_buffer('item_adj_weight', item_weight, persistent=False)
 
-        # The full normalised training graph (evaluation).
+    def _init_pruning(self, edge_index: Tensor, num_users: int, dropout: float,
+                      batch_size: int | None, seed: int) -> None:
+        r"""The user-item graphs: the full normalised training graph
+        (evaluation) and the degree-sensitive pruning state (the unique
+        training edges, their keep weights, the seeded generator and the
+        batch counter)."""
         adj, weight = edge_index_adjacency(
             *bipartite_edges(edge_index, num_users, self.num_items),
             num_users + self.num_items)
         self.register_buffer('adj', adj, persistent=False)
         self.register_buffer('adj_weight', weight, persistent=False)
-
         # Pruning: unique training edges and their weights stay on CPU, where
         # the generator draws; only the kept graph goes to the device.
         self.train_edges = torch.unique(edge_index.detach().long().cpu(), dim=1)
@@ -480,7 +495,6 @@ class FREEDOM(Recommender):
         self._draw_state: Tensor | None = None
         self._kept: Tensor | None = None
         self._pruned: Tuple[Tensor, Tensor | None] | None = None
-        self.reset_parameters()
 
     @staticmethod
     def _check_features(features: Mapping[str, Tensor],
