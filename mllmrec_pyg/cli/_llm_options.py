@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 from mllmrec_pyg.llm.backends import BACKENDS, GenerationBackend, make_backend
 from mllmrec_pyg.llm.cache import GenerationCache
 
 __all__ = ['add_backend_options', 'add_http_options', 'build_backend',
-           'open_cache', 'positive_float', 'positive_int']
+           'open_cache', 'open_cache_and_backend', 'positive_float', 'positive_int']
 
 
 def positive_int(text: str) -> int:
@@ -118,6 +118,18 @@ def build_backend(args: argparse.Namespace) -> GenerationBackend:
             options['batch_size'] = args.batch_size
     return make_backend(args.backend, model=args.model, base_url=args.base_url,
                         **options)
+
+
+def open_cache_and_backend(args: argparse.Namespace
+                           ) -> Tuple[GenerationCache, GenerationBackend]:
+    r"""The cache first, then the backend: an unusable cache is refused
+    before a model loads, and the cache is closed if the backend fails."""
+    cache = open_cache(args)
+    try:
+        return cache, build_backend(args)
+    except BaseException:
+        cache.close()
+        raise
 
 
 def open_cache(args: argparse.Namespace) -> GenerationCache:

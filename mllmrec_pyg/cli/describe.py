@@ -7,8 +7,7 @@ import sys
 
 from mllmrec_pyg.cli._llm_options import (
     add_backend_options,
-    build_backend,
-    open_cache,
+    open_cache_and_backend,
     positive_float,
 )
 
@@ -61,13 +60,7 @@ def run(args: argparse.Namespace) -> int:
     items = None
     if args.max_items is not None:
         items = range(min(args.max_items, int(data['item'].num_nodes)))
-    # The cache first: an unusable one is refused before a model loads.
-    cache = open_cache(args)
-    try:
-        backend = build_backend(args)
-    except BaseException:
-        cache.close()
-        raise
+    cache, backend = open_cache_and_backend(args)
     if not backend.is_llm:
         print(f"NOTE: backend '{backend.name}' is NOT an MLLM: descriptions "
               'are image statistics written as text', file=sys.stderr)

@@ -8,8 +8,7 @@ import warnings
 
 from mllmrec_pyg.cli._llm_options import (
     add_backend_options,
-    build_backend,
-    open_cache,
+    open_cache_and_backend,
     positive_int,
 )
 
@@ -98,13 +97,7 @@ def run(args: argparse.Namespace) -> int:
     users = None
     if args.max_users is not None:
         users = range(min(args.max_users, int(data['user'].num_nodes)))
-    # The cache first: an unusable one is refused before a model loads.
-    cache = open_cache(args)
-    try:
-        backend = build_backend(args)
-    except BaseException:
-        cache.close()
-        raise
+    cache, backend = open_cache_and_backend(args)
     if args.preference_source == 'full_history':
         # Said before the (long) generation starts, and again at the end.
         print("WARNING: --preference-source full_history builds preferences "

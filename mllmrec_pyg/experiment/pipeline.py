@@ -478,7 +478,7 @@ def run_pipeline(
     if data is None or isinstance(data, str):
         data = load_experiment_data(config, data)
     store = StageStore(out_dir, force=force, log=log)
-    generation_cache = open_generation_cache(cache)
+    generation_cache = GenerationCache(cache)  # one-line ValueError if unusable
     try:
         inputs = reason(data, out_dir, prefer, generation_cache, describe=describe,
                         preference_source=preference_source, users=users, store=store,
@@ -501,38 +501,20 @@ def check_cache_path(path: str) -> None:
     r"""Checks that the generation cache :obj:`path` is a file that can be
     written (or created) in a writable folder: a one-line
     :class:`ValueError` naming it otherwise."""
-    from .store import _existing_ancestor, _is_writable_folder
+    from mllmrec_pyg.utils.paths import existing_ancestor
+
+    from .store import _is_writable_folder
 
     if os.path.isdir(path):
         raise ValueError(f'--cache {path}: is a folder, not a cache file; name a file, '
                          'e.g. generations.sqlite')
-    folder = _existing_ancestor(os.path.dirname(os.path.abspath(path)))
+    folder = existing_ancestor(os.path.dirname(os.path.abspath(path)))
     if not _is_writable_folder(folder):
         raise ValueError(f'--cache {path}: {folder} is not a writable folder; name a cache '
                          'file in a writable folder')
     if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
         raise ValueError(f'--cache {path}: the file is not writable; name a writable '
                          'cache file or fix its permissions')
-
-
-def open_generation_cache(path: Optional[str] = None) -> GenerationCache:
-    r"""Opens the generation cache, a one-line :class:`ValueError` naming
-    the file when it cannot be opened (a corrupt or foreign file, a
-    read-only place)."""
-    import sqlite3
-
-    from mllmrec_pyg.llm.cache import default_cache_path
-
-    target = path or default_cache_path()
-    fix = ('give --cache a writable file, or move this one away if it is corrupt' if path
-           else 'set MLLMREC_HOME to a writable folder, or move this file away if it is '
-           'corrupt')
-    try:
-        return GenerationCache(path)
-    except (OSError, sqlite3.Error) as exc:
-        why = ' '.join(str(exc).split())
-        raise ValueError(f'{target}: cannot open the generation cache ({why}); '
-                         f'{fix}') from exc
 
 
 def first_users(spec: Union[str, int, None], num_users: int) -> Optional[List[int]]:

@@ -163,8 +163,9 @@ def check_home(needed_for: str = 'processed datasets and caches') -> str:
     it that the experiment writes to, and returns it; else a one-line
     :class:`ValueError` naming the folder and the fix."""
     from mllmrec_pyg.data.hashing import mllmrec_home
+    from mllmrec_pyg.utils.paths import existing_ancestor
 
-    from .store import _existing_ancestor, _is_writable_folder
+    from .store import _is_writable_folder
 
     home = mllmrec_home()
     fix = 'set MLLMREC_HOME to a writable folder'
@@ -172,7 +173,7 @@ def check_home(needed_for: str = 'processed datasets and caches') -> str:
         raise ValueError(f'{home}: MLLMREC_HOME is a file, not a folder ({needed_for} '
                          f'go there); {fix}')
     if not os.path.isdir(home):
-        ancestor = _existing_ancestor(home)
+        ancestor = existing_ancestor(home)
         if not _is_writable_folder(ancestor):
             raise ValueError(f'{home}: MLLMREC_HOME cannot be created ({ancestor} is not '
                              f'a writable folder; {needed_for} go there); {fix}')

@@ -19,6 +19,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import torch
 from torch import Tensor
 
+from mllmrec_pyg.utils.paths import existing_ancestor
+
 #: The stages of ``mllmrec run``, in order.
 STAGES = ('describe', 'prefer', 'encode', 'graph', 'train', 'evaluate', 'report')
 
@@ -52,18 +54,6 @@ def file_key(path: Optional[str]) -> Optional[str]:
     return digest.hexdigest()
 
 
-def _existing_ancestor(path: str) -> str:
-    r"""The nearest folder or file above :obj:`path` (or :obj:`path`
-    itself) that exists."""
-    current = os.path.abspath(path)
-    while not os.path.lexists(current):
-        parent = os.path.dirname(current)
-        if parent == current:
-            break
-        current = parent
-    return current
-
-
 def _is_writable_folder(path: str) -> bool:
     return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
 
@@ -81,7 +71,7 @@ def check_out_dir(path: str, what: str = '--out') -> None:
             raise ValueError(f'{what} {path}: the folder is not writable; name a writable '
                              'folder or fix its permissions')
         return
-    ancestor = _existing_ancestor(path)
+    ancestor = existing_ancestor(path)
     if not os.path.isdir(ancestor):
         raise ValueError(f'{what} {path}: cannot create the folder, {ancestor} is a file; '
                          'name a folder whose parents are folders')

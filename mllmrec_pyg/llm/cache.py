@@ -33,6 +33,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from mllmrec_pyg.data.hashing import mllmrec_home
 from mllmrec_pyg.llm.redact import redact_secrets
+from mllmrec_pyg.utils.paths import existing_ancestor
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS generations (
@@ -88,15 +89,6 @@ def _writable(path: str) -> bool:
     mode = os.stat(path).st_mode
     wanted = os.W_OK | (os.X_OK if stat.S_ISDIR(mode) else 0)
     return os.access(path, wanted) and bool(mode & 0o222)
-
-
-def _existing_ancestor(folder: str) -> str:
-    while not os.path.exists(folder):
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            break
-        folder = parent
-    return folder
 
 
 def default_cache_path() -> str:
@@ -208,7 +200,7 @@ class GenerationCache:
         if os.path.isdir(self.path):
             raise ValueError(f'{self.path}: is a folder, not a cache file; '
                              'pass --cache FILE.sqlite')
-        existing = _existing_ancestor(folder)
+        existing = existing_ancestor(folder)
         if os.path.isdir(existing) and not _writable(existing):
             raise ValueError(self._folder_error(existing, 'read-only folder'))
         try:
