@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from mllmrec_pyg.llm.backends import BACKENDS, GenerationBackend, make_backend
 from mllmrec_pyg.llm.cache import GenerationCache
 
-__all__ = ['add_backend_options', 'add_http_options', 'build_backend',
+__all__ = ['add_backend_options', 'add_http_options', 'backend_options', 'build_backend',
            'open_cache', 'open_cache_and_backend', 'positive_float', 'positive_int']
 
 
@@ -102,20 +102,32 @@ def add_backend_options(parser: argparse.ArgumentParser,
                        help='hide the progress bar')
 
 
+def backend_options(name: str, max_new_tokens: int, concurrency: int, timeout: float,
+                    threads: Optional[int] = None, seed: Optional[int] = None,
+                    batch_size: int = 1) -> Dict[str, Any]:
+    r"""The keyword arguments of :func:`~mllmrec_pyg.llm.backends.make_backend`
+    for backend :obj:`name` from the command-line options (:obj:`None`
+    values are left to the backend's defaults)."""
+    if name == 'openai':
+        return dict(max_tokens=max_new_tokens, seed=seed, max_concurrency=concurrency,
+                    timeout=timeout)
+    if name not in ('hf', 'smollm2'):
+        return {}
+    options: Dict[str, Any] = dict(max_new_tokens=max_new_tokens, seed=seed,
+                                   num_threads=threads)
+    if batch_size != 1:
+        if name != 'hf':
+            raise ValueError("--batch-size applies to --backend hf only ('smollm2' "
+                             'generates one prompt at a time)')
+        options['batch_size'] = batch_size
+    return options
+
+
 def build_backend(args: argparse.Namespace) -> GenerationBackend:
     r"""Returns the backend the parsed options describe."""
-    options: Dict[str, Any] = {}
-    if args.backend == 'openai':
-        options = dict(max_tokens=args.max_new_tokens, seed=args.seed,
-                       max_concurrency=args.concurrency, timeout=args.timeout)
-    elif args.backend in ('hf', 'smollm2'):
-        options = dict(max_new_tokens=args.max_new_tokens, seed=args.seed,
-                       num_threads=args.threads)
-        if args.batch_size != 1:
-            if args.backend != 'hf':
-                raise ValueError("--batch-size applies to --backend hf only ('smollm2' "
-                                 'generates one prompt at a time)')
-            options['batch_size'] = args.batch_size
+    options = backend_options(args.backend, args.max_new_tokens, args.concurrency,
+                              args.timeout, threads=args.threads, seed=args.seed,
+                              batch_size=args.batch_size)
     return make_backend(args.backend, model=args.model, base_url=args.base_url,
                         **options)
 

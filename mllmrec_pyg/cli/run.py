@@ -21,9 +21,9 @@ describe`` / ``mllmrec prefer`` write them), then ``metrics.json``,
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict, Optional, Tuple
+from typing import Optional, Tuple
 
-from mllmrec_pyg.cli._llm_options import add_http_options, positive_int
+from mllmrec_pyg.cli._llm_options import add_http_options, backend_options, positive_int
 from mllmrec_pyg.cli.train import (
     add_config_options,
     add_run_options,
@@ -116,22 +116,15 @@ def backend_specs(args: argparse.Namespace) -> Tuple[Optional[BackendSpec],
     import torch
 
     threads = 1 if not torch.cuda.is_available() else None
-    openai = dict(max_tokens=args.max_new_tokens, max_concurrency=args.concurrency,
-                  timeout=args.timeout)
-    local = dict(max_new_tokens=args.max_new_tokens, num_threads=threads)
-    describe = None
-    if args.describe_backend != 'none':
-        options: Dict[str, Any] = {}
-        if args.describe_backend in ('hf', 'smollm2'):
-            options = local
-        elif args.describe_backend == 'openai':
-            options = openai
-        describe = BackendSpec(args.describe_backend, args.describe_model, args.base_url,
-                               options)
-    prefer = None
-    if args.prefer_backend != 'none':
-        prefer = BackendSpec(args.prefer_backend, args.prefer_model, args.base_url,
-                             openai if args.prefer_backend == 'openai' else local)
+
+    def spec(name: str, model: Optional[str]) -> Optional[BackendSpec]:
+        if name == 'none':
+            return None
+        return BackendSpec(name, model, args.base_url, backend_options(
+            name, args.max_new_tokens, args.concurrency, args.timeout, threads=threads))
+
+    describe = spec(args.describe_backend, args.describe_model)
+    prefer = spec(args.prefer_backend, args.prefer_model)
     return describe, prefer
 
 
