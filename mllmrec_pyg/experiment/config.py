@@ -183,10 +183,8 @@ class ExperimentConfig:
     def save(self, path: str) -> None:
         r"""Writes the config as JSON to :obj:`path` (then renamed into
         place: an interrupted write never leaves half a file)."""
-        with open(path + '.tmp', 'w', encoding='utf-8') as f:
-            json.dump(self.to_dict(), f, indent=2, default=str)
-            f.write('\n')
-        os.replace(path + '.tmp', path)
+        from mllmrec_pyg.utils.paths import write_json
+        write_json(path, self.to_dict(), default=str)
 
     def __repr__(self) -> str:
         graph = ', '.join(f'{k}={self.graph[k]}' for k in ('knn_k', 'alpha', 'jaccard_k')

@@ -18,7 +18,6 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-import torch
 from torch_geometric.data import HeteroData
 
 from mllmrec_pyg.llm.backends import GenerationBackend
@@ -295,10 +294,8 @@ def encode_stage(data: HeteroData, items: ItemDescriptions,
         if own:
             encoder.close()
     if store is not None and out is not None:
-        os.makedirs(store.path('encode'), exist_ok=True)
-        torch.save({'item_x': data['item'].x, 'user_x': data['user'].x, 'encoded': encoded},
-                   store.path(file) + '.tmp')
-        os.replace(store.path(file) + '.tmp', store.path(file))
+        store.save_output(file, {'item_x': data['item'].x, 'user_x': data['user'].x,
+                                 'encoded': encoded})
         store.finish('encode', key)
     return name, encoded
 

@@ -49,6 +49,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from mllmrec_pyg.metrics import EvaluationResult
+from mllmrec_pyg.utils.paths import write_json
 
 from .config import ExperimentConfig, read_layer, resolve_config
 from .recipes import Recipe, find_recipe
@@ -313,10 +314,8 @@ def build_item_graph(data: HeteroData, config: ExperimentConfig,
         data[ITEM_SIMILAR][name] = value
     info['item_graph_time_s'] = round(time.perf_counter() - start, 3)
     if store is not None:
-        os.makedirs(store.path('graph'), exist_ok=True)
-        tensors = {k: v for k, v in data[ITEM_SIMILAR].items() if isinstance(v, Tensor)}
-        torch.save(tensors, store.path(file) + '.tmp')
-        os.replace(store.path(file) + '.tmp', store.path(file))
+        store.save_output(file, {k: v for k, v in data[ITEM_SIMILAR].items()
+                                 if isinstance(v, Tensor)})
         store.finish('graph', key, edges=int(data[ITEM_SIMILAR].edge_index.size(1)))
     return info
 
@@ -614,15 +613,6 @@ def _read_result(config: ExperimentConfig, out_dir: str) -> Tuple[Dict[str, Any]
     return metrics, results[0], results[1]
 
 
-def _write_json(path: str, content: Any) -> None:
-    r"""Writes :obj:`content` as JSON, then renames it into place (an
-    interrupted write never leaves half a file)."""
-    with open(path + '.tmp', 'w', encoding='utf-8') as f:
-        json.dump(content, f, indent=2)
-        f.write('\n')
-    os.replace(path + '.tmp', path)
-
-
 def _train_and_evaluate(data: HeteroData, config: ExperimentConfig, out_dir: Optional[str],
                         store: Optional[StageStore], train_key: str, info: Dict[str, Any],
                         started: float, **options: Any
@@ -670,7 +660,7 @@ def _train_and_evaluate(data: HeteroData, config: ExperimentConfig, out_dir: Opt
     metrics = _metrics(data, config, val, test, trainer, model, info, params, grid_info,
                        started)
     if store is not None:
-        _write_json(store.path('metrics.json'), metrics)
+        write_json(store.path('metrics.json'), metrics)
         config.save(store.path('config.json'))
         store.finish('evaluate', eval_key)
     return metrics, val, test, model, epochs_run

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from mllmrec_pyg.utils.paths import existing_ancestor
+from mllmrec_pyg.utils.paths import existing_ancestor, save_tensors, write_json
 
 #: The stages of ``mllmrec run``, in order.
 STAGES = ('describe', 'prefer', 'encode', 'graph', 'train', 'evaluate', 'report')
@@ -194,12 +194,15 @@ class StageStore:
         self.ran.append(stage)
         self._write()
 
+    def save_output(self, file: str, obj: Any) -> None:
+        r"""Saves a stage's tensor output :obj:`obj` (:func:`torch.save`) to
+        :obj:`file`, a path relative to the run folder, whole or not at all."""
+        path = self.path(file)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        save_tensors(obj, path)
+
     def _write(self) -> None:
-        tmp = self.path(self.FILE + '.tmp')
-        with open(tmp, 'w', encoding='utf-8') as f:
-            json.dump(self._records, f, indent=2, default=str)
-            f.write('\n')
-        os.replace(tmp, self.path(self.FILE))
+        write_json(self.path(self.FILE), self._records, default=str)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.root}, finished='

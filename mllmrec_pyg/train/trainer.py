@@ -15,6 +15,7 @@ from mllmrec_pyg.data import train_edge_index
 from mllmrec_pyg.metrics import EvaluationResult, Evaluator
 from mllmrec_pyg.metrics.ranking import RANKING_METRICS
 from mllmrec_pyg.nn.models.base import Recommender
+from mllmrec_pyg.utils.paths import save_tensors
 
 from .early_stopping import EarlyStopping
 from .metric_logger import MetricLogger
@@ -250,8 +251,7 @@ class Trainer:
             'history': self.history,
         }
         # Write then rename: an interrupted save never corrupts the last one.
-        torch.save(state, path + '.tmp')
-        os.replace(path + '.tmp', path)
+        save_tensors(state, path)
 
     def load_checkpoint(self, path: str,
                         fix: str = 'delete it or rerun with --force train') -> None:

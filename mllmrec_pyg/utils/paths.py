@@ -1,9 +1,11 @@
-r"""Where a file or folder could be created: the nearest existing ancestor,
-for the checks that refuse an unwritable place before any work starts
-(the run folder, the generation cache)."""
+r"""Files and folders: the nearest existing ancestor of a path to be
+created (for the checks that refuse an unwritable place before any work
+starts), and writes that never leave half a file."""
 from __future__ import annotations
 
+import json
 import os
+from typing import Any, Callable, Optional
 
 
 def existing_ancestor(path: str) -> str:
@@ -21,3 +23,45 @@ def existing_ancestor(path: str) -> str:
             break
         current = parent
     return current
+
+
+def replace_file(path: str, write: Callable[[str], None]) -> None:
+    r"""Writes :obj:`path` through :obj:`write` (called with a temporary
+    path beside it), then renames it into place: an interrupted write never
+    leaves half a file, and the previous version stays until the new one is
+    complete.
+
+    Args:
+        path (str): The file to write.
+        write (callable): Writes the content to the path it is given.
+    """
+    tmp = path + '.tmp'
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path: str, content: Any, default: Optional[Callable[[Any], Any]] = None
+               ) -> None:
+    r"""Writes :obj:`content` as indented JSON to :obj:`path` with
+    :func:`replace_file`.
+
+    Args:
+        path (str): The file to write.
+        content (Any): JSON-serialisable content.
+        default (callable, optional): :func:`json.dump`'s fallback for
+            other objects. (default: :obj:`None`, they raise)
+    """
+    def write(tmp: str) -> None:
+        with open(tmp, 'w', encoding='utf-8') as f:
+            json.dump(content, f, indent=2, default=default)
+            f.write('\n')
+
+    replace_file(path, write)
+
+
+def save_tensors(obj: Any, path: str) -> None:
+    r""":func:`torch.save` of :obj:`obj` to :obj:`path` with
+    :func:`replace_file`."""
+    import torch
+
+    replace_file(path, lambda tmp: torch.save(obj, tmp))
