@@ -2,7 +2,6 @@ r"""Writing and reading the run artefacts (TSV, JSON lines, JSON)."""
 from __future__ import annotations
 
 import csv
-import json
 import os
 from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
 
@@ -38,10 +37,10 @@ def write_tsv(path: str, header: Sequence[str],
 
 
 def write_json(path: str, value: Mapping[str, Any]) -> None:
-    r"""Writes :obj:`value` as indented JSON."""
-    with open(path, 'w', encoding='utf-8') as f:
-        json.dump(value, f, indent=2, ensure_ascii=False, default=str)
-        f.write('\n')
+    r"""Writes :obj:`value` as indented JSON (UTF-8 text, other objects as
+    their :obj:`str`), whole or not at all."""
+    from mllmrec_pyg.utils.paths import write_json as write_whole
+    write_whole(path, value, default=str, ensure_ascii=False)
 
 
 def read_descriptions_tsv(path: str, data: HeteroData) -> Dict[int, str]:

@@ -40,8 +40,8 @@ def replace_file(path: str, write: Callable[[str], None]) -> None:
     os.replace(tmp, path)
 
 
-def write_json(path: str, content: Any, default: Optional[Callable[[Any], Any]] = None
-               ) -> None:
+def write_json(path: str, content: Any, default: Optional[Callable[[Any], Any]] = None,
+               ensure_ascii: bool = True) -> None:
     r"""Writes :obj:`content` as indented JSON to :obj:`path` with
     :func:`replace_file`.
 
@@ -50,10 +50,12 @@ def write_json(path: str, content: Any, default: Optional[Callable[[Any], Any]] 
         content (Any): JSON-serialisable content.
         default (callable, optional): :func:`json.dump`'s fallback for
             other objects. (default: :obj:`None`, they raise)
+        ensure_ascii (bool, optional): Escape non-ASCII characters.
+            (default: :obj:`True`)
     """
     def write(tmp: str) -> None:
         with open(tmp, 'w', encoding='utf-8') as f:
-            json.dump(content, f, indent=2, default=default)
+            json.dump(content, f, indent=2, default=default, ensure_ascii=ensure_ascii)
             f.write('\n')
 
     replace_file(path, write)
