@@ -555,10 +555,10 @@ def _metrics(data: HeteroData, config: ExperimentConfig, val: EvaluationResult,
              test: EvaluationResult, trainer: Any, model: Any, inputs: Dict[str, Any],
              params: Dict[str, Any], grid_info: Optional[Dict[str, Any]],
              started: float) -> Dict[str, Any]:
+    from mllmrec_pyg.train.trainer import history_mean
+
     summary = _history_summary(trainer)
     history = summary.pop('history')
-    times = [row['train_time_s'] for row in history]
-    evals = [row['eval_time_s'] for row in history]
     metrics: Dict[str, Any] = {
         'model': config.model_name,
         'dataset': config.dataset.get('path'),
@@ -582,8 +582,8 @@ def _metrics(data: HeteroData, config: ExperimentConfig, val: EvaluationResult,
                    **({'graph': config.graph} if 'item_graph' in inputs else {})},
         'inputs': inputs,
         'model_repr': str(model),
-        'timing': {'mean_epoch_s': sum(times) / max(len(times), 1),
-                   'mean_val_eval_s': sum(evals) / max(len(evals), 1),
+        'timing': {'mean_epoch_s': history_mean(history, 'train_time_s'),
+                   'mean_val_eval_s': history_mean(history, 'eval_time_s'),
                    'total_s': time.perf_counter() - started},
     }
     if grid_info is not None:

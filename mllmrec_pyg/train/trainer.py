@@ -56,6 +56,13 @@ def read_checkpoint(path: str, fix: str = 'delete it or rerun with --force train
     return state
 
 
+def history_mean(history: Sequence[dict[str, Any]], column: str) -> float:
+    r"""The mean of :obj:`column` over the per-epoch log rows
+    :obj:`history` (:obj:`0.0` without a row)."""
+    values = [row[column] for row in history]
+    return sum(values) / max(len(values), 1)
+
+
 @dataclass
 class TrainResult:
     r"""The outcome of :meth:`Trainer.fit`.
@@ -81,14 +88,12 @@ class TrainResult:
     @property
     def mean_epoch_time(self) -> float:
         r"""Mean seconds of one training epoch (sampling and updates)."""
-        times = [row['train_time_s'] for row in self.history]
-        return sum(times) / max(len(times), 1)
+        return history_mean(self.history, 'train_time_s')
 
     @property
     def mean_eval_time(self) -> float:
         r"""Mean seconds of one validation evaluation."""
-        times = [row['eval_time_s'] for row in self.history]
-        return sum(times) / max(len(times), 1)
+        return history_mean(self.history, 'eval_time_s')
 
 
 class Trainer:
