@@ -63,7 +63,14 @@ def _signature_defaults(func: Callable, section: str) -> Dict[str, Any]:
                 param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         out[name] = param.default
+        if 'Sequence' in str(param.annotation):
+            _SEQUENCE_KEYS.add(f'{section}.{name}')
     return out
+
+
+#: ``SECTION.KEY`` of the settings whose argument also takes a list
+#: (annotated ``Sequence[...]``, e.g. ``graph.key`` and ``graph.alpha``).
+_SEQUENCE_KEYS: set = set()
 
 
 def dataset_keys() -> Dict[str, Any]:
@@ -113,8 +120,16 @@ def _unknown(key: str, valid: Iterable[str], prefix: str = '', what: str = 'key'
 
 def _check_type(label: str, value: Any, default: Any) -> None:
     r"""A light type check against the signature's default: a value whose
-    default is a bool, int, float or str must be one too."""
+    default is a bool, int, float or str must be one too (or, for an
+    argument that takes a sequence, a list of them)."""
     if default is inspect.Parameter.empty or default is None or value is None:
+        return
+    if isinstance(value, list) and label in _SEQUENCE_KEYS:
+        if not value:
+            raise ValueError(f"'{label}' must not be an empty list")
+        for item in value:
+            if item is not None or not isinstance(default, (int, float)):
+                _check_type(label.partition('[')[0] + '[]', item, default)
         return
     if isinstance(default, bool):
         ok = isinstance(value, bool)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Optional, Union
 
@@ -136,8 +137,8 @@ class NormalizeItemGraph(BaseTransform):
                 weights.append(self._weight(store.edge_index,
                                             getattr(store, 'edge_weight',
                                                     None)))
-            dtype = torch.promote_types(*[w.dtype for w in weights]) \
-                if len(weights) > 1 else weights[0].dtype
+            dtype = functools.reduce(torch.promote_types,
+                                     [w.dtype for w in weights])
             edge_index = torch.cat(indices, dim=1)
             edge_weight = torch.cat([w.to(dtype) for w in weights])
         else:

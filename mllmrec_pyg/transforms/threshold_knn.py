@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from typing import Optional, Union
+import math
+from typing import List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -35,10 +36,10 @@ class ThresholdKNN(BaseTransform):
 
     On :class:`~torch_geometric.data.HeteroData` it reads
     :obj:`data[node_type][key]` and writes
-    :obj:`data[node_type, 'knn', node_type].edge_index` (row 0: the item
+    :obj:`data[node_type, relation, node_type].edge_index` (row 0: the item
     :math:`i` whose neighbours were selected, row 1: neighbour :math:`j`,
     i.e. the coordinates of :math:`\tilde{S}_{ij}`) and :obj:`.edge_weight`
-    (all ones, in the feature dtype), sorted by row, then similarity
+    (all :obj:`weight`, by default ones, in the feature dtype), sorted by row, then similarity
     descending, then column.  On :class:`~torch_geometric.data.Data` it reads
     :obj:`data[key]` and writes :obj:`data.edge_index` /
     :obj:`data.edge_weight` with the same convention.
@@ -80,6 +81,14 @@ class ThresholdKNN(BaseTransform):
         node_type (str, optional): The node type of the items in a
             :class:`~torch_geometric.data.HeteroData`.
             (default: :obj:`"item"`)
+        relation (str, optional): The relation written on a
+            :class:`~torch_geometric.data.HeteroData`,
+            :obj:`data[node_type, relation, node_type]`.
+            (default: :obj:`"knn"`)
+        weight (float, optional): The value of every kept entry of
+            :math:`\tilde{\mathbf{S}}` (the paper's binary :obj:`1`;
+            :class:`RefineItemGraph` gives the graph of modality :math:`m`
+            its mixing weight :math:`w_m`). (default: :obj:`1.0`)
         chunk_size (int, optional): Query rows per similarity block of the
             exact search; each block spans about 16 MiB of scores and its
             top-:math:`k` is merged into the running one (memory
@@ -113,6 +122,8 @@ class ThresholdKNN(BaseTransform):
         include_self: bool = False,
         key: str = 'x',
         node_type: str = 'item',
+        relation: str = 'knn',
+        weight: float = 1.0,
         chunk_size: Optional[int] = None,
         backend: str = 'torch',
         nlist: Optional[int] = None,
@@ -129,6 +140,10 @@ class ThresholdKNN(BaseTransform):
         if chunk_size is not None and chunk_size <= 0:
             raise ValueError(f"ThresholdKNN: 'chunk_size' must be positive "
                              f"or None (got {chunk_size!r})")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
+                or not weight > 0:
+            raise ValueError(f"ThresholdKNN: 'weight' must be a positive "
+                             f"number (got {weight!r})")
         if backend not in _BACKENDS:
             raise ValueError(f"ThresholdKNN: unknown backend {backend!r} "
                              f"(expected one of {', '.join(_BACKENDS)})")
@@ -137,6 +152,8 @@ class ThresholdKNN(BaseTransform):
         self.include_self = include_self
         self.key = key
         self.node_type = node_type
+        self.relation = relation
+        self.weight = float(weight)
         self.chunk_size = chunk_size
         self.backend = backend
         self.nlist = nlist
@@ -192,10 +209,11 @@ class ThresholdKNN(BaseTransform):
             keep = sim >= self.alpha
             row, col = row[keep], col[keep]
         edge_index = torch.stack([row, col], dim=0)
-        edge_weight = torch.ones(row.numel(), dtype=x.dtype, device=x.device)
+        edge_weight = torch.full((row.numel(), ), self.weight, dtype=x.dtype,
+                                 device=x.device)
 
         if isinstance(data, HeteroData):
-            store = data[self.node_type, 'knn', self.node_type]
+            store = data[self.node_type, self.relation, self.node_type]
         else:
             store = data
         store.edge_index = edge_index
@@ -204,8 +222,68 @@ class ThresholdKNN(BaseTransform):
 
     def __repr__(self) -> str:
         args = [f'k={self.k}', f'alpha={self.alpha}']
+        if self.key != 'x':
+            args.append(f"key='{self.key}'")
+        if self.weight != 1.0:
+            args.append(f'weight={self.weight}')
         if self.include_self:
             args.append('include_self=True')
         if self.backend != 'torch':
             args.append(f"backend='{self.backend}'")
         return f'{self.__class__.__name__}({", ".join(args)})'
+
+
+def similarity_quantiles(
+    x: Tensor,
+    k: int = 10,
+    quantiles: Sequence[float] = (0.25, 0.5, 0.75),
+    include_self: bool = False,
+    chunk_size: Optional[int] = None,
+) -> List[float]:
+    r"""Returns the thresholds :math:`\alpha` of :class:`ThresholdKNN` at
+    which the given shares of the top-:math:`k` cosine edges of :obj:`x` are
+    dropped: for a quantile :math:`q`, the :math:`q`-quantile of the
+    similarities of all top-:math:`k` edges, so that
+    :obj:`ThresholdKNN(k, alpha)` keeps about :math:`(1 - q)` of them
+    (exactly, up to ties).
+
+    The paper's :math:`\alpha` values (0.4 to 0.7) were chosen for one
+    encoder; the similarity distributions of other features (CNN image
+    features, audio features, other text encoders) differ, so a grid of
+    thresholds is better placed at quantiles of the features' own top-k
+    similarities and then selected on validation.
+
+    .. code-block:: python
+
+        from mllmrec_pyg.transforms import similarity_quantiles
+
+        alphas = similarity_quantiles(data['item'].image_feat, k=10)
+
+    Args:
+        x (torch.Tensor): The :obj:`[N, F]` item features.
+        k (int, optional): Neighbours per item, :math:`K_s`.
+            (default: :obj:`10`)
+        quantiles (Sequence[float], optional): Shares :math:`q \in [0, 1]`
+            of the edges to drop. (default: :obj:`(0.25, 0.5, 0.75)`)
+        include_self (bool, optional): Count the self-loops as
+            :class:`ThresholdKNN` does (they are never dropped, so they
+            are left out of the quantiles). (default: :obj:`False`)
+        chunk_size (int, optional): Query rows per similarity block.
+            (default: :obj:`None`)
+    """
+    for q in quantiles:
+        if not 0.0 <= float(q) <= 1.0:
+            raise ValueError(f"similarity_quantiles: each quantile must lie "
+                             f"in [0, 1] (got {q!r})")
+    row, col, sim = cosine_topk(x, k, include_self, chunk_size)
+    sim = sim[row != col].double().sort().values
+    if sim.numel() == 0:
+        raise ValueError('similarity_quantiles: the features give no k-NN '
+                         'edge (all rows are zero or there is one item)')
+    out = []
+    for q in quantiles:
+        # The q-quantile of the sorted similarities, as the lower order
+        # statistic: sim >= it keeps exactly the edges from that rank on.
+        index = min(int(math.floor(float(q) * sim.numel())), sim.numel() - 1)
+        out.append(float(sim[index]))
+    return out

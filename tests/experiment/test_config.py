@@ -145,3 +145,17 @@ def test_recipe_by_name_not_by_substring(capsys):
     with pytest.raises(ValueError, match="unknown recipe 'amazon-sport' \\(did you mean "
                                          "'amazon-sports'"):
         build_config('x', recipe='amazon-sport')
+
+
+def test_list_values_only_where_the_argument_takes_a_sequence():
+    layer = {'graph': {'key': ['image_feat', 'audio_feat'], 'alpha': [0.9, None],
+                       'fusion': 'mix'}}
+    config = resolve_config([layer], model='freedom')
+    assert config.graph['key'] == ['image_feat', 'audio_feat']
+    assert config.graph['alpha'] == [0.9, None]
+    with pytest.raises(ValueError, match=r"'graph.key\[\]' must be a string \(got 1\)"):
+        resolve_config([{'graph': {'key': ['x', 1]}}])
+    with pytest.raises(ValueError, match="'train.lr' must be a number"):
+        resolve_config([{'train': {'lr': [0.1, 0.01]}}])
+    with pytest.raises(ValueError, match="must not be an empty list"):
+        resolve_config([{'graph': {'key': []}}])

@@ -1,0 +1,488 @@
+r"""Plug-and-play: does MLLMRec's refined item graph improve FREEDOM and SOIL?
+
+For each dataset and model the protocol is, with every selection on
+VALIDATION Recall@20 and test read only at the selected points:
+
+1. ``grid``: the vanilla model's grid (seed 2024) -> the selected point;
+2. ``gr-grid``: at that point, the refined graph (``--item-graph refined``)
+   over alpha x K_c, alpha at quantiles (0.25, 0.5, 0.75) of each feature
+   type's own top-10 cosine similarities (``similarity_quantiles``); with
+   several modalities both fusions, ``mix`` (refine each modality, then
+   mix) and ``concat`` (refine the fused features), the fusion selected
+   on validation too;
+3. ``seeds``: vanilla and +GR at their selected points, 3 seeds; mean and
+   standard deviation of test R@10/20, N@10/20, and a paired t-test per
+   user (per-user test values averaged over the seeds) of +GR vs vanilla;
+4. ``control``: +GR with the graph features replaced by random vectors
+   (same shapes, same alpha quantile, same K_c): which part helps;
+5. ``context``: LightGCN and MLLMRec (training-items stand-in), 3 seeds;
+6. ``temporal``: vanilla vs +GR (FREEDOM) at the selected points under a
+   temporal split (ML-100k: global by timestamp; Sports: per user).
+
+Every run is a run folder of :func:`mllmrec_pyg.experiment.run_experiment`
+under ``--out`` (a finished run is read back, an interrupted one resumes
+from its checkpoint) and one line of ``results.jsonl``; a rerun extends the
+file, so the benchmark can span several sittings (``--max-hours`` stops
+starting new runs after that long).  ``--table`` prints the Markdown table
+of what is there.
+
+    OMP_NUM_THREADS=1 python benchmarks/plug_and_play.py \
+        --datasets ml-100k,tiktok --models freedom --max-hours 2
+    python benchmarks/plug_and_play.py --table
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.environ.get('MLLMREC_DATA', os.path.join(os.path.dirname(ROOT), 'shared', 'data'))
+
+SEEDS = (2024, 2025, 2026)
+QUANTILES = (0.25, 0.5, 0.75)
+JACCARD_K = (5, 10, 15)
+METRICS = ('recall@10', 'recall@20', 'ndcg@10', 'ndcg@20')
+
+#: Per dataset: folder, the graph features (the modalities), whether the
+#: grid is cut to the compute budget, the temporal split to test.
+DATASETS: Dict[str, Dict[str, Any]] = {
+    'ml-100k': {'folder': 'ml-100k', 'keys': ['x'], 'small': True,
+                'temporal': {'split': 'global_temporal'},
+                'features': 'all-MiniLM-L6-v2 of title + release year + genres (384-d)'},
+    'tiktok': {'folder': 'tiktok', 'keys': ['image_feat', 'audio_feat'], 'small': True,
+               'temporal': None,
+               'features': "the dataset's image_feat + audio_feat (128-d each)"},
+    'sports': {'folder': 'amazon-sports', 'keys': ['x'], 'small': False,
+               'temporal': {'split': 'user_temporal', 'inter_file': 'sports.asin.inter'},
+               'features': 'all-MiniLM-L6-v2 of idgenrec_text (384-d); no image features'},
+}
+
+#: The vanilla grids: full on the small datasets, at most 4 points on Sports.
+GRIDS: Dict[str, Dict[str, List[Dict[str, Any]]]] = {
+    'freedom': {
+        'full': [{'dropout': d, 'reg_weight': r} for d in (0.8, 0.9) for r in (0.0, 1e-4, 1e-3)],
+        'cut': [{'dropout': d, 'reg_weight': r} for d in (0.8, 0.9) for r in (0.0, 1e-4)],
+    },
+    'soil': {
+        'full': [{'view_cl_weight': a, 'user_item_cl_weight': b}
+                 for a in (0.001, 0.01, 0.1) for b in (0.001, 0.01, 0.1)],
+        'cut': [{'view_cl_weight': a, 'user_item_cl_weight': b}
+                for a, b in ((0.1, 0.01), (0.01, 0.01), (0.1, 0.1), (0.01, 0.1))],
+    },
+}
+
+
+def log(msg: str) -> None:
+    print(f'[{time.strftime("%H:%M:%S")}] {msg}', flush=True)
+
+
+class Bench:
+    r"""The results file and the run folders under :obj:`out`."""
+
+    def __init__(self, out: str, deadline: float, threads: int) -> None:
+        self.out = out
+        self.deadline = deadline
+        self.threads = threads
+        os.makedirs(out, exist_ok=True)
+        self.results_path = os.path.join(out, 'results.jsonl')
+        self.results: Dict[str, Dict[str, Any]] = {}
+        if os.path.exists(self.results_path):
+            with open(self.results_path) as f:
+                for line in f:
+                    if line.strip():
+                        row = json.loads(line)
+                        self.results[row['run']] = row
+        self._data: Dict[Tuple[str, str], Any] = {}
+        self._quantiles: Dict[Tuple[str, str, str], List[float]] = {}
+        self.stopped = False
+
+    # ------------------------------------------------------------ data --
+    def data(self, dataset: str, split: str = 'default') -> Any:
+        r"""The dataset (loaded once per split) with the features every
+        model reads already on it (MiniLM ``x`` for text datasets)."""
+        from mllmrec_pyg.experiment import build_config
+        from mllmrec_pyg.experiment.runner import load_experiment_data, prepare_features
+
+        key = (dataset, split)
+        if key not in self._data:
+            spec = DATASETS[dataset]
+            layer: Dict[str, Any] = {}
+            if split != 'default':
+                layer['dataset'] = dict(spec['temporal'])
+            config = build_config(os.path.join(DATA, spec['folder']), config=layer or None,
+                                  model='freedom')
+            data = load_experiment_data(config)
+            if 'x' in spec['keys']:
+                prepare_features(data, config)
+            self._data[key] = data
+        return self._data[key]
+
+    def quantile_alphas(self, dataset: str, key: str, data: Any) -> List[float]:
+        r"""alpha at :data:`QUANTILES` of the top-10 similarities of the
+        feature :obj:`key` (a feature attribute or ``concat``)."""
+        from mllmrec_pyg.transforms import FuseFeatures, similarity_quantiles
+
+        memo = (dataset, key, str(id(data)))
+        if memo not in self._quantiles:
+            if key == 'concat':
+                keys = [k for k in DATASETS[dataset]['keys']]
+                fused = FuseFeatures(keys, out_key='_q')(copy.copy(data))['item']._q
+                x = fused
+            else:
+                x = getattr(data['item'], key)
+            self._quantiles[memo] = [round(a, 4) for a in similarity_quantiles(x, 10, QUANTILES)]
+        return self._quantiles[memo]
+
+    # ------------------------------------------------------------ runs --
+    def run(self, run_id: str, dataset: str, model: str, layer: Dict[str, Any],
+            info: Dict[str, Any], split: str = 'default',
+            data_hook: Optional[Callable[[Any], Any]] = None) -> Optional[Dict[str, Any]]:
+        r"""Runs (or reads back) one experiment; returns its results row, or
+        :obj:`None` when the time budget is spent."""
+        from mllmrec_pyg.experiment import build_config, run_experiment
+
+        if run_id in self.results:
+            return self.results[run_id]
+        if time.time() > self.deadline:
+            if not self.stopped:
+                log('time budget spent: no new runs (rerun to continue)')
+            self.stopped = True
+            return None
+        spec = DATASETS[dataset]
+        base = self.data(dataset, split)
+        data = copy.copy(base)
+        if data_hook is not None:
+            data = data_hook(data)
+        if split != 'default':
+            layer = {**layer, 'dataset': {**layer.get('dataset', {}), **spec['temporal']}}
+        config = build_config(os.path.join(DATA, spec['folder']), config=layer, model=model)
+        run_dir = os.path.join(self.out, 'runs', run_id)
+        resume = os.path.exists(os.path.join(run_dir, 'checkpoint.pt')) and not os.path.exists(
+            os.path.join(run_dir, 'metrics.json'))
+        log(f'run {run_id}' + (' (resuming)' if resume else ''))
+        started = time.perf_counter()
+        result = run_experiment(data, config, run_dir, resume=resume, progress=False)
+        row = {
+            'run': run_id, 'dataset': dataset, 'model': model, 'split': split,
+            **info, 'seed': config.seed, 'best_epoch': result.best_epoch,
+            'epochs': int(result.metrics.get('epochs_trained', 0)),
+            'timing': result.metrics.get('timing'),
+            'time_s': round(time.perf_counter() - started, 1), 'threads': self.threads,
+            'val': {m: result.metrics['val'][m] for m in METRICS},
+            'test': {m: result.metrics['test'][m] for m in METRICS},
+            'run_dir': os.path.relpath(run_dir, self.out),
+        }
+        with open(self.results_path, 'a') as f:
+            f.write(json.dumps(row) + '\n')
+        self.results[run_id] = row
+        log(f"  val R@20 {row['val']['recall@20']:.4f} test R@20 {row['test']['recall@20']:.4f} "
+            f"best epoch {row['best_epoch']} ({row['time_s']:.0f} s)")
+        return row
+
+
+    def alias(self, run_id: str, row: Optional[Dict[str, Any]],
+              **updates: Any) -> Optional[Dict[str, Any]]:
+        r"""Records the finished run :obj:`row` again as :obj:`run_id` (e.g.
+        the selected grid point as the first seed of its row), without
+        training again."""
+        if row is None:
+            return None
+        if run_id not in self.results:
+            new = {**row, **updates, 'run': run_id, 'same_as': row['run']}
+            with open(self.results_path, 'a') as f:
+                f.write(json.dumps(new) + '\n')
+            self.results[run_id] = new
+        return self.results[run_id]
+
+
+def _tag(params: Dict[str, Any]) -> str:
+    return ','.join(f'{k}={v}' for k, v in sorted(params.items()))
+
+
+def _best(rows: Sequence[Optional[Dict[str, Any]]]) -> Optional[Dict[str, Any]]:
+    r"""The row of highest validation Recall@20 (first on ties); None if
+    any run is missing (the selection waits for the whole grid)."""
+    if not rows or any(r is None for r in rows):
+        return None
+    return max(rows, key=lambda r: r['val']['recall@20'])  # type: ignore[index]
+
+
+def gr_layer(keys: List[str], fusion: str, alphas: List[float], jaccard_k: int) -> Dict[str, Any]:
+    graph: Dict[str, Any] = {'key': keys if len(keys) > 1 else keys[0],
+                             'alpha': alphas if (len(keys) > 1 and fusion == 'mix') else alphas[0],
+                             'jaccard_k': jaccard_k, 'knn_k': 10}
+    if len(keys) > 1:
+        graph['fusion'] = fusion
+    return {'graph': graph}
+
+
+def random_features(keys: List[str], seed: int = 7) -> Callable[[Any], Any]:
+    r"""A data hook putting random normal vectors of the same shapes in
+    place of the graph features (as ``rand_<key>``)."""
+    import torch
+
+    def hook(data: Any) -> Any:
+        gen = torch.Generator().manual_seed(seed)
+        for k in keys:
+            x = getattr(data['item'], k)
+            setattr(data['item'], f'rand_{k}', torch.randn(x.shape, generator=gen))
+        return data
+    return hook
+
+
+def model_layer(model: str, params: Dict[str, Any], seed: int,
+                extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    own = dict(params)
+    if model == 'freedom':
+        own['seed'] = seed  # the pruning generator follows the run's seed
+    return {'model': {model: {**own, **(extra or {})}}, 'train': {'seed': seed}}
+
+
+def benchmark_model(bench: Bench, dataset: str, model: str, phases: Sequence[str]) -> None:
+    spec = DATASETS[dataset]
+    keys = spec['keys']
+    grid = GRIDS[model]['full' if spec['small'] else 'cut']
+    name = f'{dataset}/{model}'
+
+    # 1. vanilla grid
+    rows = [bench.run(f'{name}/grid/{_tag(p)}', dataset, model, model_layer(model, p, SEEDS[0]),
+                      {'variant': 'vanilla', 'phase': 'grid', 'params': p}) for p in grid]
+    best = _best(rows)
+    if best is None:
+        return
+    params = best['params']
+    log(f'{name}: vanilla selected {params} (val R@20 {best["val"]["recall@20"]:.4f})')
+
+    # 2. +GR grid at the vanilla point
+    data = bench.data(dataset)
+    fusions = ['mix', 'concat'] if len(keys) > 1 else ['mix']
+    gr_rows: List[Optional[Dict[str, Any]]] = []
+    for fusion in fusions:
+        per_key = ([bench.quantile_alphas(dataset, k, data) for k in keys] if fusion == 'mix'
+                   else [bench.quantile_alphas(dataset, 'concat', data)])
+        levels = range(len(QUANTILES))
+        if spec['small']:
+            points = [(q, kc) for q in levels for kc in JACCARD_K]
+        else:  # Sports: the alphas at K_c 10, then K_c 5 and 15 at the best alpha
+            points = [(q, 10) for q in levels]
+        for q, kc in points:
+            alphas = [a[q] for a in per_key]
+            gr_rows.append(bench.run(
+                f'{name}/gr-grid/{fusion}/q={QUANTILES[q]},kc={kc}', dataset, model,
+                {**model_layer(model, params, SEEDS[0], {'item_graph': 'data'}),
+                 **gr_layer(keys, fusion, alphas, kc)},
+                {'variant': '+GR', 'phase': 'gr-grid', 'params': params, 'fusion': fusion,
+                 'quantile': QUANTILES[q], 'alpha': alphas, 'jaccard_k': kc}))
+        if not spec['small']:
+            first = _best(gr_rows[-len(points):])
+            if first is None:
+                return
+            q = QUANTILES.index(first['quantile'])
+            for kc in (5, 15):
+                alphas = [a[q] for a in per_key]
+                gr_rows.append(bench.run(
+                    f'{name}/gr-grid/{fusion}/q={QUANTILES[q]},kc={kc}', dataset, model,
+                    {**model_layer(model, params, SEEDS[0], {'item_graph': 'data'}),
+                     **gr_layer(keys, fusion, alphas, kc)},
+                    {'variant': '+GR', 'phase': 'gr-grid', 'params': params, 'fusion': fusion,
+                     'quantile': QUANTILES[q], 'alpha': alphas, 'jaccard_k': kc}))
+    gr_best = _best(gr_rows)
+    if gr_best is None:
+        return
+    log(f"{name}: +GR selected fusion={gr_best['fusion']} q={gr_best['quantile']} "
+        f"alpha={gr_best['alpha']} K_c={gr_best['jaccard_k']} "
+        f"(val R@20 {gr_best['val']['recall@20']:.4f})")
+    gr_point = {k: gr_best[k] for k in ('fusion', 'quantile', 'alpha', 'jaccard_k')}
+
+    def vanilla(seed: int, split: str = 'default') -> Optional[Dict[str, Any]]:
+        run_id = f'{name}/seeds-{split}/vanilla/s{seed}'
+        if seed == SEEDS[0] and split == 'default':
+            return bench.alias(run_id, best, phase='seeds')
+        return bench.run(run_id, dataset, model, model_layer(model, params, seed),
+                         {'variant': 'vanilla', 'phase': 'seeds', 'params': params}, split)
+
+    def refined(seed: int, split: str = 'default', control: bool = False,
+                extra: Optional[Dict[str, Any]] = None, label: str = '+GR'
+                ) -> Optional[Dict[str, Any]]:
+        fusion, kc = gr_point['fusion'], gr_point['jaccard_k']
+        alphas = list(gr_point['alpha'])
+        graph_keys = keys
+        hook = None
+        if control:
+            graph_keys = [f'rand_{k}' for k in keys]
+            hook = random_features(keys)
+            rnd = hook(copy.copy(bench.data(dataset)))
+            q = QUANTILES.index(gr_point['quantile'])
+            if fusion == 'mix':
+                alphas = [bench.quantile_alphas(dataset + '-rand', k, rnd)[q] for k in graph_keys]
+            else:
+                DATASETS.setdefault(dataset + '-rand', {**spec, 'keys': graph_keys})
+                alphas = [bench.quantile_alphas(dataset + '-rand', 'concat', rnd)[q]]
+        run_id = f"{name}/seeds-{split}/{label}/s{seed}"
+        if seed == SEEDS[0] and split == 'default' and not control and extra is None:
+            return bench.alias(run_id, gr_best, phase='seeds')
+        layer = {**model_layer(model, params, seed, {'item_graph': 'data', **(extra or {})}),
+                 **gr_layer(graph_keys, fusion, alphas, kc)}
+        return bench.run(run_id, dataset, model, layer,
+                         {'variant': label, 'phase': 'seeds', 'params': params, **gr_point,
+                          'alpha': alphas}, split, data_hook=hook)
+
+    if 'seeds' in phases:
+        for seed in SEEDS:
+            vanilla(seed)
+            refined(seed)
+    if 'control' in phases:
+        for seed in SEEDS:
+            refined(seed, control=True, label='+GR random features')
+    if 'interest' in phases and model == 'soil':
+        for seed in SEEDS:
+            refined(seed, extra={'knn_i': 0}, label='+GR no interest graph')
+    if 'temporal' in phases and spec['temporal'] is not None and model == 'freedom':
+        split = spec['temporal']['split']
+        for seed in SEEDS[:1]:
+            vanilla(seed, split)
+            refined(seed, split)
+
+
+def benchmark_context(bench: Bench, dataset: str) -> None:
+    spec = DATASETS[dataset]
+    for seed in SEEDS:
+        bench.run(f'{dataset}/lightgcn/s{seed}', dataset, 'lightgcn', {'train': {'seed': seed}},
+                  {'variant': 'LightGCN', 'phase': 'context', 'params': {}})
+        if 'x' in spec['keys']:
+            bench.run(f'{dataset}/mllmrec/s{seed}', dataset, 'mllmrec', {'train': {'seed': seed}},
+                      {'variant': 'MLLMRec (training-items stand-in)', 'phase': 'context',
+                       'params': {}})
+
+
+# ------------------------------------------------------------------ table --
+
+def _per_user(out: str, row: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
+    from mllmrec_pyg.metrics.evaluator import EvaluationResult
+    res = EvaluationResult.load(os.path.join(out, row['run_dir'], 'per_user_test.npz'))
+    return res.users.numpy(), res.per_user['recall@20'].numpy()
+
+
+def _paired(out: str, a: List[Dict[str, Any]], b: List[Dict[str, Any]]) -> Optional[Tuple[float, float]]:
+    r"""Paired t-test per user of the seed-averaged test R@20 of :obj:`a`
+    against :obj:`b`: (mean difference, p)."""
+    from scipy import stats
+
+    def averaged(rows: List[Dict[str, Any]]) -> Tuple[np.ndarray, np.ndarray]:
+        users, values = _per_user(out, rows[0])
+        total = values.astype(np.float64)
+        for row in rows[1:]:
+            u, v = _per_user(out, row)
+            if not np.array_equal(u, users):
+                raise ValueError(f"{row['run']}: other test users than {rows[0]['run']}")
+            total = total + v
+        return users, total / len(rows)
+
+    try:
+        ua, va = averaged(a)
+        ub, vb = averaged(b)
+    except (OSError, KeyError, ValueError):
+        return None
+    if not np.array_equal(ua, ub):
+        return None
+    t = stats.ttest_rel(va, vb)
+    return float(np.mean(va - vb)), float(t.pvalue)
+
+
+def table(out: str) -> str:
+    path = os.path.join(out, 'results.jsonl')
+    if not os.path.exists(path):
+        return f'no results yet in {path}'
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    lines = ['| dataset | split | row | seeds | val R@20 | test R@10 | test R@20 | test N@10 | '
+             'test N@20 | +GR vs vanilla: mean diff R@20 (p) | selected |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
+    # The seed rows of each (dataset, split, model, variant).
+    selected: Dict[Tuple[str, str, str, str], Dict[int, Dict[str, Any]]] = {}
+    for row in rows:
+        if row['phase'] in ('seeds', 'context'):
+            key = (row['dataset'], row['split'], row['model'], row['variant'])
+            selected.setdefault(key, {})[row['seed']] = row
+    for (dataset, split, model, variant), by_seed in sorted(selected.items()):
+        runs = [by_seed[s] for s in sorted(by_seed)]
+        label = variant if model in ('lightgcn', 'mllmrec') else (
+            model.upper() if variant == 'vanilla' else f'{model.upper()}{variant}')
+        cells = []
+        for m in ('recall@10', 'recall@20', 'ndcg@10', 'ndcg@20'):
+            v = np.array([r['test'][m] for r in runs])
+            cells.append(f'{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0:.4f}')
+        val = np.mean([r['val']['recall@20'] for r in runs])
+        sig = ''
+        if variant != 'vanilla' and model in ('freedom', 'soil'):
+            base = selected.get((dataset, split, model, 'vanilla'))
+            if base:
+                common = sorted(set(base) & set(by_seed))
+                test = _paired(out, [by_seed[s] for s in common], [base[s] for s in common])
+                if test is not None:
+                    sig = f'{test[0]:+.4f} (p={test[1]:.2g}, {len(common)} seeds)'
+        chosen = ''
+        ref = runs[0]
+        if model in ('freedom', 'soil'):
+            chosen = _tag(ref['params'])
+            if 'jaccard_k' in ref:
+                chosen += f"; {ref.get('fusion')}, q={ref.get('quantile')}, alpha={ref.get('alpha')}, K_c={ref.get('jaccard_k')}"
+        lines.append(f'| {dataset} | {split} | {label} | {len(runs)} | {val:.4f} | '
+                     + ' | '.join(cells) + f' | {sig} | {chosen} |')
+    grid_lines = ['', '| dataset | model | phase | setting | val R@20 | best epoch | time (s) |',
+                  '|---|---|---|---|---|---|---|']
+    for row in rows:
+        if row['phase'] in ('grid', 'gr-grid'):
+            setting = _tag(row['params'])
+            if row['phase'] == 'gr-grid':
+                setting = (f"{row['fusion']}, q={row['quantile']}, alpha={row['alpha']}, "
+                           f"K_c={row['jaccard_k']}")
+            grid_lines.append(f"| {row['dataset']} | {row['model']} | {row['phase']} | {setting} | "
+                              f"{row['val']['recall@20']:.4f} | {row['best_epoch']} | "
+                              f"{row['time_s']:.0f} |")
+    return '\n'.join(lines + grid_lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--datasets', default='ml-100k,tiktok,sports')
+    p.add_argument('--models', default='freedom,soil')
+    p.add_argument('--phases', default='seeds,control,interest,context,temporal',
+                   help='after the grids (always run first): seeds, control, interest '
+                   '(SOIL+GR without its interest graph), context, temporal')
+    p.add_argument('--out', default=os.path.join(ROOT, 'benchmarks', 'results', 'plug_and_play'))
+    p.add_argument('--max-hours', type=float, default=8.0,
+                   help='start no new run after this long (rerun to continue)')
+    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--table', action='store_true', help='print the results table and exit')
+    args = p.parse_args(argv)
+    if args.table:
+        print(table(args.out))
+        return 0
+    import torch
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault('MLLMREC_HOME', os.path.join(args.out, 'home'))
+    bench = Bench(args.out, time.time() + 3600 * args.max_hours, args.threads)
+    phases = [s.strip() for s in args.phases.split(',') if s.strip()]
+    for dataset in [s.strip() for s in args.datasets.split(',') if s.strip()]:
+        if dataset not in DATASETS:
+            p.error(f"--datasets: unknown dataset {dataset!r} (known: {', '.join(DATASETS)})")
+        if not os.path.isdir(os.path.join(DATA, DATASETS[dataset]['folder'])):
+            log(f'{dataset}: {os.path.join(DATA, DATASETS[dataset]["folder"])} is absent: skipped')
+            continue
+        for model in [s.strip() for s in args.models.split(',') if s.strip()]:
+            benchmark_model(bench, dataset, model, phases)
+        if 'context' in phases:
+            benchmark_context(bench, dataset)
+    print(table(args.out))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
