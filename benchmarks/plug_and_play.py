@@ -432,7 +432,10 @@ def table(out: str) -> str:
         if model in ('freedom', 'soil'):
             chosen = _tag(ref['params'])
             if 'jaccard_k' in ref:
-                chosen += f"; {ref.get('fusion')}, q={ref.get('quantile')}, alpha={ref.get('alpha')}, K_c={ref.get('jaccard_k')}"
+                fusion = f"{ref.get('fusion')}, " if len(ref.get('alpha') or []) != 1 or \
+                    ref.get('fusion') == 'concat' else ''
+                chosen += (f"; {fusion}q={ref.get('quantile')}, alpha={ref.get('alpha')}, "
+                           f"K_c={ref.get('jaccard_k')}")
         lines.append(f'| {dataset} | {split} | {label} | {len(runs)} | {val:.4f} | '
                      + ' | '.join(cells) + f' | {sig} | {chosen} |')
     grid_lines = ['', '| dataset | model | phase | setting | val R@20 | best epoch | time (s) |',

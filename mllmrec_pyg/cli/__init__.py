@@ -22,6 +22,7 @@ _COMMANDS: List[str] = [
     'train',
     'run',
     'report',
+    'compare',
 ]
 
 

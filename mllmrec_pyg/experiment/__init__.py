@@ -11,8 +11,11 @@ finished work.
 * :mod:`~mllmrec_pyg.experiment.pipeline`: :func:`run_pipeline`, the whole
   MLLMRec pipeline (describe -> prefer -> encode -> graph -> train ->
   evaluate -> report);
-* :mod:`~mllmrec_pyg.experiment.store`: the content-keyed stage records.
+* :mod:`~mllmrec_pyg.experiment.store`: the content-keyed stage records;
+* :mod:`~mllmrec_pyg.experiment.compare`: :func:`compare_runs`, runs side
+  by side with paired t-tests.
 """
+from .compare import Comparison, compare_runs
 from .config import (
     SECTIONS,
     ExperimentConfig,
@@ -35,6 +38,7 @@ __all__ = [
     'SECTIONS',
     'STAGES',
     'BackendSpec',
+    'Comparison',
     'ExperimentConfig',
     'ExperimentResult',
     'NoLLMPreferenceError',
@@ -43,6 +47,7 @@ __all__ = [
     'available_recipes',
     'build_config',
     'check_out_dir',
+    'compare_runs',
     'content_key',
     'find_recipe',
     'load_experiment_data',

@@ -286,12 +286,18 @@ def build_item_graph(data: HeteroData, config: ExperimentConfig,
     from mllmrec_pyg.transforms import RefineItemGraph
 
     transform = RefineItemGraph(**config.graph)
-    features = getattr(data['item'], config.graph.get('key', 'x'), None)
-    if features is None:
+    keys = transform.keys
+    missing = [k for k in keys if getattr(data['item'], k, None) is None]
+    if missing:
+        have = [k for k in ('x', 'text_feat', 'image_feat', 'audio_feat')
+                if getattr(data['item'], k, None) is not None]
         raise ValueError(f"graph.key={config.graph.get('key', 'x')!r}: data['item'] has no "
-                         'such features to build the refined item graph from; set graph.key '
-                         'to one of its feature attributes (x, text_feat, image_feat, ...)')
-    key = content_key('graph', config.graph, features, split_fingerprint(data))
+                         f"{', '.join(missing)} to build the refined item graph from; set "
+                         f"graph.key to one or a list of its feature attributes "
+                         f"({', '.join(have) or 'none: encode the item text first'}), e.g. "
+                         f"--set 'graph.key=[\"image_feat\",\"audio_feat\"]'")
+    features = [getattr(data['item'], k) for k in keys]
+    key = content_key('graph', config.graph, *features, split_fingerprint(data))
     file = os.path.join('graph', 'item_graph.pt')
     info: Dict[str, Any] = {'item_graph': str(transform), 'item_graph_key': key[:16]}
     if store is not None and store.is_fresh('graph', key, [file]):
@@ -555,6 +561,7 @@ def _metrics(data: HeteroData, config: ExperimentConfig, val: EvaluationResult,
              test: EvaluationResult, trainer: Any, model: Any, inputs: Dict[str, Any],
              params: Dict[str, Any], grid_info: Optional[Dict[str, Any]],
              started: float) -> Dict[str, Any]:
+    from mllmrec_pyg.data import split_fingerprint
     from mllmrec_pyg.train.trainer import history_mean
 
     summary = _history_summary(trainer)
@@ -563,6 +570,8 @@ def _metrics(data: HeteroData, config: ExperimentConfig, val: EvaluationResult,
         'model': config.model_name,
         'dataset': config.dataset.get('path'),
         'dataset_name': str(getattr(data, 'name', '')),
+        # What `mllmrec compare` checks before pairing two runs' users.
+        'split_fingerprint': split_fingerprint(data),
         'epoch': summary['best_epoch'],
         **summary,
         'val': val.summary,
@@ -736,14 +745,20 @@ def run_experiment(
     info = prepare_experiment(data, config, store, inputs)
 
     train_key = input_key(data, config)
-    report_key = content_key('report', content_key('evaluate', train_key))
+    from .report import REPORT_FORMAT
+    report_key = content_key('report', content_key('evaluate', train_key), REPORT_FORMAT)
     metrics, val, test, model, epochs_run = _train_and_evaluate(
         data, config, out_dir, store, train_key, info, started, device=dev, resume=resume,
         progress=progress, tensorboard=tensorboard, deterministic=deterministic)
-    if store is not None and not store.is_fresh('report', report_key, ['report.md']):
+    # The report's files (report.md and its plots) as its last run recorded
+    # them: a deleted plot makes the stage rerun.
+    report_files = (store.record('report') or {}).get('files', ['report.md']) \
+        if store is not None else []
+    if store is not None and not store.is_fresh('report', report_key, report_files):
         from .report import write_report
-        write_report(store.path('report.md'), config, metrics)
-        store.finish('report', report_key)
+        store.invalidate('report')
+        files = write_report(store.root, config, metrics)
+        store.finish('report', report_key, files=files)
     return ExperimentResult(config=config, metrics=metrics, val=val, test=test,
                             model=model, out_dir=out_dir,
                             stages_run=list(store.ran) if store else [],

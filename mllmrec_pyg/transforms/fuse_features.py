@@ -113,7 +113,7 @@ class FuseFeatures(BaseTransform):
     def forward(self, data: HeteroData) -> HeteroData:
         store = data[self.node_type]
         total = sum(self.modality_weights)
-        blocks = []
+        blocks: List[Tensor] = []
         for key, weight in zip(self.keys, self.modality_weights, strict=True):
             x = getattr(store, key, None)
             if not isinstance(x, Tensor) or x.dim() != 2:

@@ -82,3 +82,36 @@ def test_report_and_run_folder(tmp_path):
     report = (out / 'report.md').read_text()
     assert 'user inputs from TRAINING interactions only' in report
     assert '| test |' in report and 'R@20' in report
+
+
+def _two_modalities(tmp_path):
+    # A tiny dataset with an image and an audio modality and no text.
+    import numpy as np
+    folder = tmp_path / 'two-mod'
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    lines = ['userID\titemID\tx_label']
+    for u in range(30):
+        items = rng.choice(20, size=6, replace=False)
+        lines += [f"{u}\t{i}\t{label}" for i, label in zip(items, [0, 0, 0, 0, 1, 2], strict=True)]
+    (folder / 'two-mod.inter').write_text('\n'.join(lines) + '\n')
+    np.save(folder / 'image_feat.npy', rng.normal(size=(20, 6)).astype(np.float32))
+    np.save(folder / 'audio_feat.npy', rng.normal(size=(20, 4)).astype(np.float32))
+    return str(folder)
+
+
+def test_refined_graph_over_several_modalities(tmp_path):
+    import pytest
+    path = _two_modalities(tmp_path)
+    for fusion in ('mix', 'concat'):
+        config = build_config(path, model='freedom', overrides=[
+            'train.max_epochs=1', 'model.item_graph=data', 'model.embedding_dim=8',
+            'model.feat_embed_dim=8', 'graph.key=["image_feat","audio_feat"]',
+            f'graph.fusion={fusion}', 'graph.alpha=0.0' if fusion == 'concat'
+            else 'graph.alpha=[0.0,0.1]'])
+        result = run_experiment(None, config, str(tmp_path / fusion), progress=False)
+        assert f"fusion='{fusion}'" in result.metrics['inputs']['item_graph']
+    with pytest.raises(ValueError, match=r"has no x to build the refined item graph from; "
+                       r"set graph.key .*\(image_feat, audio_feat\)"):
+        run_experiment(path, build_config(path, model='freedom', overrides=[
+            'train.max_epochs=1', 'model.item_graph=data']), progress=False)
