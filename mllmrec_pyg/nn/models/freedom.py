@@ -8,11 +8,17 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 import torch
 from torch import Tensor
 from torch.nn import Linear, ModuleDict, Parameter, ParameterDict
-from torch_geometric import EdgeIndex
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import coalesce
 
 from mllmrec_pyg.data import train_edge_index
+from mllmrec_pyg.nn._spmm import (
+    _CSR,
+    _cached_flow_csr,
+    _FlowCache,
+    _LayerMean,
+    _spmm,
+)
 from mllmrec_pyg.nn.adjacency import bipartite_edges, edge_index_adjacency
 from mllmrec_pyg.nn.conv import LightGCNConv
 from mllmrec_pyg.nn.loss import bpr_loss
@@ -211,89 +217,6 @@ def sample_without_replacement(weight: Tensor, num_samples: int,
 
 def _int64_bytes(*values: int) -> Tensor:
     return torch.tensor(values, dtype=torch.int64).view(torch.uint8)
-
-
-#: A CSR matrix as :obj:`(crow_indices, col_indices, values)`.
-_CSR = Tuple[Tensor, Tensor, Tensor]
-
-
-def _csr(row: Tensor, col: Tensor, value: Tensor, num_rows: int) -> _CSR:
-    r"""The CSR arrays of the matrix with entries :obj:`value` at
-    :obj:`(row, col)`, rows in order (stable within a row)."""
-    perm = torch.argsort(row, stable=True)
-    crow = torch.zeros(num_rows + 1, dtype=torch.long, device=row.device)
-    crow[1:] = torch.bincount(row, minlength=num_rows).cumsum(0)
-    return crow, col[perm].contiguous(), value[perm].contiguous()
-
-
-def _flow_csr(edge_index: Tensor, weight: Tensor | None,
-              num_nodes: int) -> Tuple[_CSR, _CSR]:
-    r"""The CSR arrays of the propagation :math:`\mathbf{M}` of the flow
-    graph :obj:`edge_index` (:obj:`[source, target]`, :math:`M_{ts} =
-    w_{st}`, as :class:`~mllmrec_pyg.nn.conv.LightGCNConv` propagates)
-    and of its transpose, for the backward pass."""
-    src, dst = edge_index[0], edge_index[1]
-    if weight is None:
-        weight = torch.ones(src.numel(), device=src.device)
-    return (_csr(dst, src, weight, num_nodes), _csr(src, dst, weight, num_nodes))
-
-
-def _bag_spmm(csr: _CSR, x: Tensor) -> Tensor:
-    # A CSR product as one fused, weighted embedding-bag sum (several times
-    # faster than torch.sparse.mm on CPU); empty rows give zeros.
-    crow, col, value = csr
-    return torch.nn.functional.embedding_bag(
-        col, x, crow, mode='sum', per_sample_weights=value.to(x.dtype),
-        include_last_offset=True)
-
-
-class _SpMM(torch.autograd.Function):
-    r"""Computes :math:`\mathbf{M} \mathbf{x}` for a constant sparse
-    :math:`\mathbf{M}` given as the CSR arrays of :math:`\mathbf{M}` and
-    :math:`\mathbf{M}^{\top}` (built once per graph), both ways as
-    :func:`_bag_spmm`."""
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, fwd: _CSR,  # type: ignore[override]
-                bwd: _CSR) -> Tensor:
-        ctx.bwd = bwd
-        return _bag_spmm(fwd, x)
-
-    @staticmethod
-    def backward(ctx: Any, *grad_outputs: Tensor) -> Tuple[Tensor, None, None]:
-        return _bag_spmm(ctx.bwd, grad_outputs[0].contiguous()), None, None
-
-
-class _LayerMean(torch.autograd.Function):
-    r"""LightGCN's layer mean :math:`\frac{1}{L + 1} \sum_{l=0}^{L}
-    \mathbf{M}^l \mathbf{x}` in one autograd node (the same sums in the
-    same order as layer by layer), its backward pass by Horner's rule over
-    :math:`\mathbf{M}^{\top}`."""
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, fwd: _CSR,  # type: ignore[override]
-                bwd: _CSR, num_layers: int, split: int) -> Tuple[Tensor, Tensor]:
-        ctx.bwd, ctx.num_layers = bwd, num_layers
-        out, h = x, x
-        for layer in range(num_layers):
-            h = _bag_spmm(fwd, h)
-            out = out + h if layer == 0 else out.add_(h)
-        out = out.div_(num_layers + 1) if num_layers > 0 else out / 1
-        # The two blocks (users, items) as separate outputs: the backward
-        # pass joins their gradients without zero-filled slice gradients.
-        return out[:split], out[split:]
-
-    @staticmethod
-    def backward(ctx: Any, *grad_outputs: Tensor) -> Tuple[Tensor, None, None, None, None]:
-        grad = torch.cat(grad_outputs).div_(ctx.num_layers + 1)
-        out = grad
-        for _ in range(ctx.num_layers):
-            out = _bag_spmm(ctx.bwd, out).add_(grad)
-        return out, None, None, None, None
-
-
-def _spmm(x: Tensor, graph: Tuple[_CSR, _CSR]) -> Tensor:
-    out = _SpMM.apply(x, graph[0], graph[1])
-    assert isinstance(out, Tensor)
-    return out
 
 
 class FREEDOM(Recommender):
@@ -582,7 +505,7 @@ class FREEDOM(Recommender):
         self._draw_state: Tensor | None = None
         self._kept: Tensor | None = None
         self._pruned: Tuple[Tensor, Tensor | None] | None = None
-        self._csr_cache: Dict[str, Tuple[Tensor, Tuple[_CSR, _CSR]]] = {}
+        self._csr_cache: _FlowCache = {}
 
     @staticmethod
     def _check_features(features: Mapping[str, Tensor],
@@ -764,14 +687,9 @@ class FREEDOM(Recommender):
     def _flow(self, key: str, index: Tensor, weight: Tensor | None,
               num_nodes: int) -> Tuple[_CSR, _CSR]:
         r"""The CSR arrays (both ways) of the graph :obj:`index`, built once
-        and reused while :obj:`index` is the same tensor (a new draw or a
-        device move gives a new one)."""
-        cached = self._csr_cache.get(key)
-        if cached is None or cached[0] is not index:
-            plain = index.as_tensor() if isinstance(index, EdgeIndex) else index
-            cached = (index, _flow_csr(plain, weight, num_nodes))
-            self._csr_cache[key] = cached
-        return cached[1]
+        and reused while :obj:`index` and :obj:`weight` are the same tensors
+        (a new draw or a device move gives new ones)."""
+        return _cached_flow_csr(self._csr_cache, key, index, weight, num_nodes)
 
     def _propagate(self, adj: Tensor, weight: Tensor | None,
                    key: str) -> Tuple[Tensor, Tensor]:

@@ -7,6 +7,7 @@ from torch_geometric.testing import withDevice
 
 from mllmrec_pyg.data import load_dataset
 from mllmrec_pyg.metrics import Evaluator
+from mllmrec_pyg.nn.conv import LightGCNConv
 from mllmrec_pyg.nn.models import MODELS, SOIL, build_model
 from mllmrec_pyg.nn.models.soil import (
     history_topk,
@@ -237,6 +238,24 @@ def test_info_nce_exact():
                                                             rel=1e-6)
 
 
+def test_info_nce_gradients():
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(6, 3, generator=generator, dtype=torch.float64,
+                    requires_grad=True)
+    b = torch.randn(6, 3, generator=generator, dtype=torch.float64,
+                    requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, y: info_nce_loss(x, y, 0.3),
+                                    (a, b))
+    # Against the logsumexp form.
+    logits = F.normalize(a, dim=1) @ F.normalize(b, dim=1).t() / 0.3
+    want = (torch.logsumexp(logits, dim=1) - logits.diagonal()).mean()
+    got = info_nce_loss(a, b, 0.3)
+    assert torch.allclose(got, want)
+    assert all(torch.allclose(g, w) for g, w in zip(
+        torch.autograd.grad(got, (a, b)), torch.autograd.grad(want, (a, b)),
+        strict=True))
+
+
 def _model(**kwargs):
     torch.manual_seed(0)
     return SOIL(3, HISTORY, {'a': FEAT_A, 'b': FEAT_B}, knn_k=2, knn_i=2,
@@ -268,6 +287,160 @@ def test_propagate_matches_dense_equations():
     assert torch.allclose(final, content + side, atol=1e-6)
     user_emb, item_emb = model.embed()
     assert torch.allclose(torch.cat([user_emb, item_emb]), final)
+
+
+def _conv_propagate(model):
+    # The previous path: LightGCNConv over the EdgeIndex buffers at every
+    # call (R' H_I through zero user rows).
+    conv = LightGCNConv()
+    num_users = model.num_users
+    ego = torch.cat([model.user_embedding, model.item_embedding])
+    content, h = ego, ego
+    for _ in range(model.num_ui_layers):
+        h = conv(h, model.ui_adj, model.ui_weight)
+        content = content + h
+    content = content / (model.num_ui_layers + 1)
+    no_user = model.item_embedding.new_zeros(num_users, model.embedding_dim)
+    views = []
+    for m in range(len(model.features)):
+        h = model.item_embedding * model.gates[m](
+            model.projections[m](model.features[m]))
+        for _ in range(model.num_item_layers):
+            h = conv(h, getattr(model, f'item_adj_{m}'),
+                     getattr(model, f'item_weight_{m}'))
+        h_user = conv(torch.cat([no_user, h]), model.iu_adj,
+                      model.iu_weight)[:num_users]
+        views.append(torch.cat([h_user, h]))
+    stacked = torch.stack(views)
+    alpha = torch.softmax(model.query(stacked), dim=0)
+    common = (alpha * stacked).sum(dim=0)
+    side = (common + (stacked - common).sum(dim=0)) / (len(views) + 1)
+    return content + side, side, content
+
+
+def _dense_propagate(model):
+    # The equations on dense float64 matrices of the graphs.
+    n, num_users = model.num_users + model.num_items, model.num_users
+    a_ui = matrix_of(model.ui_adj, model.ui_weight, n)
+    r = matrix_of(model.iu_adj, model.iu_weight, n)[:num_users, num_users:]
+    ego = torch.cat([model.user_embedding, model.item_embedding]).double()
+    content, h = ego, ego
+    for _ in range(model.num_ui_layers):
+        h = a_ui @ h
+        content = content + h
+    content = content / (model.num_ui_layers + 1)
+    views = []
+    for m in range(len(model.features)):
+        s = matrix_of(getattr(model, f'item_adj_{m}'),
+                      getattr(model, f'item_weight_{m}'), model.num_items)
+        h = (model.item_embedding * model.gates[m](
+            model.projections[m](model.features[m]))).double()
+        for _ in range(model.num_item_layers):
+            h = s @ h
+        views.append(torch.cat([r @ h, h]))
+    stacked = torch.stack(views)
+    dtype = model.item_embedding.dtype
+    alpha = torch.softmax(model.query(stacked.to(dtype)).double(), dim=0)
+    common = (alpha * stacked).sum(dim=0)
+    side = (common + (stacked - common).sum(dim=0)) / (len(views) + 1)
+    return content + side, side, content
+
+
+def _outputs_and_grads(model, fn, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    outputs = fn(model)
+    probes = [torch.randn(o.shape, generator=generator, dtype=torch.float64)
+              for o in outputs]
+    total = sum((o.double() * w).sum() for o, w in zip(outputs, probes,
+                                                       strict=True))
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(total, params)
+    return [o.detach().double() for o in outputs], [g.double() for g in grads]
+
+
+@pytest.mark.parametrize('layers', [(2, 1), (0, 0), (3, 2)])
+def test_propagate_csr_equals_conv_and_dense_with_gradients(layers):
+    num_ui_layers, num_item_layers = layers
+    model = _model(num_ui_layers=num_ui_layers,
+                   num_item_layers=num_item_layers)
+    got, got_grads = _outputs_and_grads(model, SOIL.propagate)
+    for reference in (_conv_propagate, _dense_propagate):
+        want, want_grads = _outputs_and_grads(model, reference)
+        for a, b in zip(got, want, strict=True):
+            assert torch.allclose(a, b, atol=1e-6)
+        assert len(got_grads) == len(want_grads) == 15
+        for a, b in zip(got_grads, want_grads, strict=True):
+            assert torch.allclose(a, b, atol=1e-5)
+
+
+def _reference_loss(model, user, pos, neg):
+    # The loss as before: the InfoNCE terms with logsumexp, on rows of the
+    # full final representation of the LightGCNConv path.
+    final, side, content = _conv_propagate(model)
+    pos, neg = pos + model.num_users, neg + model.num_users
+
+    def nce(a, b, tau=model.temperature):
+        logits = F.normalize(a, dim=1) @ F.normalize(b, dim=1).t() / tau
+        return (torch.logsumexp(logits, dim=1) - logits.diagonal()).mean()
+
+    u = final[user]
+    bpr = -F.logsigmoid((u * final[pos]).sum(1) - (u * final[neg]).sum(1))
+    return (bpr.mean() + model.view_cl_weight
+            * (nce(side[pos], content[pos]) + nce(side[user], content[user]))
+            + model.user_item_cl_weight
+            * (nce(u, content[pos]) + nce(u, side[pos])))
+
+
+@pytest.mark.parametrize('modalities', [('a', ), ('a', 'b')])
+def test_loss_and_gradients_equal_conv_path(modalities):
+    feats = {'a': FEAT_A, 'b': FEAT_B}
+    torch.manual_seed(0)
+    model = SOIL(3, HISTORY, {m: feats[m] for m in modalities}, knn_k=2,
+                 knn_i=2, knn_a=1, embedding_dim=4, view_cl_weight=0.3,
+                 user_item_cl_weight=0.7)
+    user = torch.tensor([0, 1, 2, 2, 1])
+    pos = torch.tensor([0, 1, 0, 3, 2])
+    neg = torch.tensor([3, 0, 1, 2, 3])
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss = model.loss(user, pos, neg)
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    want = _reference_loss(model, user, pos, neg)
+    want_grads = torch.autograd.grad(want, params, allow_unused=True)
+    assert loss.item() == pytest.approx(want.item(), rel=1e-6)
+    for param, got, expected in zip(params, grads, want_grads, strict=True):
+        assert expected is not None
+        if got is None:
+            # One modality: the attention query has no effect (softmax over
+            # one), its gradient was exactly zero.
+            assert len(modalities) == 1
+            assert any(param is q for q in model.query.parameters())
+            assert expected.abs().max() == 0
+        else:
+            assert torch.allclose(got, expected, atol=1e-6)
+    # And the outputs: s = h^1 / 2 exactly for one modality.
+    for got, expected in zip(model.propagate(), _conv_propagate(model),
+                             strict=True):
+        assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_propagate_builds_graph_arrays_once_and_follows_the_buffers():
+    model = _model(num_item_layers=2)
+    assert model._graph_cache is None
+    model.propagate()
+    graphs = model._graph_cache[1]
+    model.loss(*TRIPLES).backward()
+    assert model._graph_cache[1] is graphs  # reused
+    # Converting the module replaces the buffers: the arrays are rebuilt,
+    # and the float64 model agrees with the dense float64 equations.
+    model = model.double()
+    final, side, content = model.propagate()
+    assert model._graph_cache[1] is not graphs
+    assert final.dtype == torch.float64
+    want = _dense_propagate(model)
+    for a, b in zip((final, side, content), want, strict=True):
+        assert torch.allclose(a, b, atol=1e-10)
+    # state_dict carries no graph arrays (they are not buffers).
+    assert not any('cache' in key for key in model.state_dict())
 
 
 def test_loss_terms_match_direct_computation():
