@@ -272,27 +272,23 @@ def benchmark_model(bench: Bench, dataset: str, model: str, phases: Sequence[str
             points = [(q, kc) for q in levels for kc in JACCARD_K]
         else:  # Sports: the alphas at K_c 10, then K_c 5 and 15 at the best alpha
             points = [(q, 10) for q in levels]
-        for q, kc in points:
+        def gr_run(q: int, kc: int, fusion: str = fusion,
+                   per_key: List[List[float]] = per_key) -> Optional[Dict[str, Any]]:
             alphas = [a[q] for a in per_key]
-            gr_rows.append(bench.run(
+            return bench.run(
                 f'{name}/gr-grid/{fusion}/q={QUANTILES[q]},kc={kc}', dataset, model,
                 {**model_layer(model, params, SEEDS[0], {'item_graph': 'data'}),
                  **gr_layer(keys, fusion, alphas, kc)},
                 {'variant': '+GR', 'phase': 'gr-grid', 'params': params, 'fusion': fusion,
-                 'quantile': QUANTILES[q], 'alpha': alphas, 'jaccard_k': kc}))
+                 'quantile': QUANTILES[q], 'alpha': alphas, 'jaccard_k': kc})
+
+        gr_rows += [gr_run(q, kc) for q, kc in points]
         if not spec['small']:
             first = _best(gr_rows[-len(points):])
             if first is None:
                 return
             q = QUANTILES.index(first['quantile'])
-            for kc in (5, 15):
-                alphas = [a[q] for a in per_key]
-                gr_rows.append(bench.run(
-                    f'{name}/gr-grid/{fusion}/q={QUANTILES[q]},kc={kc}', dataset, model,
-                    {**model_layer(model, params, SEEDS[0], {'item_graph': 'data'}),
-                     **gr_layer(keys, fusion, alphas, kc)},
-                    {'variant': '+GR', 'phase': 'gr-grid', 'params': params, 'fusion': fusion,
-                     'quantile': QUANTILES[q], 'alpha': alphas, 'jaccard_k': kc}))
+            gr_rows += [gr_run(q, kc) for kc in (5, 15)]
     gr_best = _best(gr_rows)
     if gr_best is None:
         return

@@ -9,7 +9,6 @@ from mllmrec_pyg.transforms.jaccard_cooccurrence import JaccardCoOccurrence
 from mllmrec_pyg.transforms.normalize_item_graph import NormalizeItemGraph
 from mllmrec_pyg.transforms.threshold_knn import ThresholdKNN
 
-
 _FUSIONS = ('mix', 'concat')
 _FUSED = '_refine_fused_x'
 

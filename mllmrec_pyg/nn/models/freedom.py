@@ -25,6 +25,10 @@ from mllmrec_pyg.nn.loss import bpr_loss
 from mllmrec_pyg.nn.models.base import Recommender
 from mllmrec_pyg.nn.models.mllmrec import ITEM_SIMILAR
 from mllmrec_pyg.transforms._topk import cosine_topk
+from mllmrec_pyg.transforms.fuse_features import (  # noqa: F401 (re-exported)
+    IMAGE_FEATURE,
+    modality_weights_default,
+)
 
 #: The item feature attributes :meth:`FREEDOM.from_data` takes as
 #: modalities, in this order, those present: the dataset's text features
@@ -32,39 +36,11 @@ from mllmrec_pyg.transforms._topk import cosine_topk
 #: :obj:`x` (e.g. MiniLM embeddings of the item text).
 FREEDOM_FEATURES: Tuple[str, ...] = ('text_feat', 'image_feat', 'audio_feat', 'x')
 
-#: The modality whose graph gets :obj:`mm_image_weight` in the default mix.
-IMAGE_FEATURE = 'image_feat'
+# The default mix of the per-modality graphs (the image weight rule,
+# modality_weights_default) lives with FuseFeatures: RefineItemGraph's
+# multimodal mix uses the same one.
 
 _ITEM_GRAPHS = ('own', 'data')
-
-
-def modality_weights_default(names: Sequence[str],
-                             image_weight: float = 0.1) -> List[float]:
-    r"""The default weights :math:`\alpha_m` with which :class:`FREEDOM`
-    mixes the per-modality item graphs, in the order of :obj:`names`:
-
-    * one modality: weight :obj:`1`;
-    * :obj:`"image_feat"` among two or more modalities: :obj:`image_weight`
-      for it and :math:`(1 - \text{image\_weight}) / (N - 1)` for each of the
-      others (with exactly image and text this is FREEDOM's
-      :obj:`mm_image_weight` mix, :math:`0.1\,\mathbf{S}^{v} +
-      0.9\,\mathbf{S}^{t}`);
-    * no image among :math:`N \ge 2` modalities: :math:`1/N` each.
-
-    Args:
-        names (Sequence[str]): The modality names.
-        image_weight (float, optional): The weight of
-            :obj:`"image_feat"`. (default: :obj:`0.1`)
-    """
-    n = len(names)
-    if n == 0:
-        return []
-    if n == 1:
-        return [1.0]
-    if IMAGE_FEATURE in names:
-        rest = (1.0 - image_weight) / (n - 1)
-        return [image_weight if name == IMAGE_FEATURE else rest for name in names]
-    return [1.0 / n] * n
 
 
 def row_degree_normalize(edge_index: Tensor, num_nodes: int) -> Tensor:
