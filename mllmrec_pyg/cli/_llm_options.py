@@ -5,14 +5,17 @@ refuse a zero or negative value at parse time with the option named."""
 from __future__ import annotations
 
 import argparse
+import json
 import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from mllmrec_pyg.llm.backends import BACKENDS, GenerationBackend, make_backend
+from mllmrec_pyg.llm.backends.decoding import DECODINGS
 from mllmrec_pyg.llm.cache import GenerationCache
 
 __all__ = ['add_backend_options', 'add_http_options', 'backend_options', 'build_backend',
-           'open_cache', 'open_cache_and_backend', 'positive_float', 'positive_int']
+           'open_cache', 'open_cache_and_backend', 'positive_float', 'positive_int',
+           'server_param']
 
 
 def positive_int(text: str) -> int:
@@ -53,6 +56,26 @@ def positive_float(text: str) -> float:
     return value
 
 
+def server_param(text: str) -> Tuple[str, Any]:
+    r"""An argparse :obj:`type`: :obj:`KEY=VALUE`, a request field for an
+    OpenAI-compatible server; :obj:`VALUE` is read as JSON when it parses
+    (:obj:`repeat_penalty=1.2` gives the number 1.2, :obj:`top_k=40` the
+    integer 40), else kept as a string.
+
+    Args:
+        text (str): The option's value as typed.
+    """
+    key, sep, value = text.partition('=')
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(
+            f'must be KEY=VALUE, e.g. repeat_penalty=1.2 (got {text!r})')
+    try:
+        parsed: Any = json.loads(value)
+    except ValueError:
+        parsed = value
+    return key.strip(), parsed
+
+
 def add_http_options(parser: Any) -> None:
     r"""``--concurrency`` and ``--timeout`` of the OpenAI-compatible HTTP
     backend, on a parser or an argument group."""
@@ -84,6 +107,19 @@ def add_backend_options(parser: argparse.ArgumentParser,
                        help='most tokens to generate (default: 160)')
     group.add_argument('--seed', type=int, default=0,
                        help='generation seed (default: 0)')
+    group.add_argument('--decoding', choices=DECODINGS, default=DECODINGS[0],
+                       help="repetition control of the text backends: 'guarded' "
+                       "(default; 'smollm2'/'hf': repetition_penalty 1.05, "
+                       'no_repeat_ngram_size 4, frequency and presence penalties 0.3 '
+                       "on the output, stop at a blank line; 'openai': "
+                       'frequency_penalty 0.3, presence_penalty 0.3, stop at a blank '
+                       "line) or 'legacy' (none of these, as earlier versions; their "
+                       'cached outputs are reused)')
+    group.add_argument('--server-param', type=server_param, action='append',
+                       default=None, metavar='KEY=VALUE',
+                       help="a further request field for an 'openai' server, e.g. "
+                       'repeat_penalty=1.2 (llama.cpp) or repetition_penalty=1.2 '
+                       '(vLLM); repeatable; part of the cache key')
     add_http_options(group)
     group.add_argument('--batch-size', type=positive_int, default=1,
                        help="text prompts generated together by a local model ('hf'; "
@@ -104,17 +140,46 @@ def add_backend_options(parser: argparse.ArgumentParser,
 
 def backend_options(name: str, max_new_tokens: int, concurrency: int, timeout: float,
                     threads: Optional[int] = None, seed: Optional[int] = None,
-                    batch_size: int = 1) -> Dict[str, Any]:
+                    batch_size: int = 1, decoding: str = DECODINGS[0],
+                    server_params: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     r"""The keyword arguments of :func:`~mllmrec_pyg.llm.backends.make_backend`
     for backend :obj:`name` from the command-line options (:obj:`None`
-    values are left to the backend's defaults)."""
+    values are left to the backend's defaults).
+
+    The decoding preset is always named (so it is part of every stage key
+    built from these options, e.g. ``mllmrec run``'s).
+
+    Args:
+        name (str): The backend's command-line name.
+        max_new_tokens (int): ``--max-new-tokens``.
+        concurrency (int): ``--concurrency`` (:obj:`"openai"`).
+        timeout (float): ``--timeout`` (:obj:`"openai"`).
+        threads (int, optional): ``--threads``. (default: :obj:`None`)
+        seed (int, optional): ``--seed``. (default: :obj:`None`)
+        batch_size (int, optional): ``--batch-size`` (:obj:`"hf"`).
+            (default: :obj:`1`)
+        decoding (str, optional): ``--decoding``. (default: :obj:`"guarded"`)
+        server_params (Mapping[str, Any], optional): ``--server-param``
+            fields (:obj:`"openai"`). (default: :obj:`None`)
+
+    Raises:
+        ValueError: If ``--batch-size`` or ``--server-param`` is given for a
+            backend that does not take it.
+    """
+    if server_params and name != 'openai':
+        raise ValueError("--server-param applies to --backend openai only (the "
+                         f"'{name}' backend sends no HTTP request)")
     if name == 'openai':
-        return dict(max_tokens=max_new_tokens, seed=seed, max_concurrency=concurrency,
-                    timeout=timeout)
+        options: Dict[str, Any] = dict(max_tokens=max_new_tokens, seed=seed,
+                                       max_concurrency=concurrency, timeout=timeout,
+                                       decoding=decoding)
+        if server_params:
+            options['extra_params'] = dict(server_params)
+        return options
     if name not in ('hf', 'smollm2'):
         return {}
-    options: Dict[str, Any] = dict(max_new_tokens=max_new_tokens, seed=seed,
-                                   num_threads=threads)
+    options = dict(max_new_tokens=max_new_tokens, seed=seed, num_threads=threads,
+                   decoding=decoding)
     if batch_size != 1:
         if name != 'hf':
             raise ValueError("--batch-size applies to --backend hf only ('smollm2' "
@@ -127,7 +192,8 @@ def build_backend(args: argparse.Namespace) -> GenerationBackend:
     r"""Returns the backend the parsed options describe."""
     options = backend_options(args.backend, args.max_new_tokens, args.concurrency,
                               args.timeout, threads=args.threads, seed=args.seed,
-                              batch_size=args.batch_size)
+                              batch_size=args.batch_size, decoding=args.decoding,
+                              server_params=dict(args.server_param or ()))
     return make_backend(args.backend, model=args.model, base_url=args.base_url,
                         **options)
 

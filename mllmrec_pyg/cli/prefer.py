@@ -1,10 +1,20 @@
 r"""``mllmrec prefer DATASET_PATH --out DIR``: user preferences (Prompt2)
-from the descriptions of each user's TRAINING items."""
+from the descriptions of each user's TRAINING items.
+
+By default Prompt2 is sent after a system message asking for prose
+(:obj:`~mllmrec_pyg.llm.prompts.PREFERENCE_SYSTEM_PROMPT`), with the
+``guarded`` decoding (:mod:`~mllmrec_pyg.llm.backends.decoding`), and
+repetition loops and runaway lists are cut off the texts written
+(:func:`~mllmrec_pyg.llm.quality.cut_runaway`); ``--system-prompt none
+--decoding legacy --no-runaway-cut`` is the behaviour of earlier versions.
+``summary.json`` holds a quality report of the preferences written.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 import warnings
+from typing import Any, Mapping, Optional, Sequence
 
 from mllmrec_pyg.cli._llm_options import (
     add_backend_options,
@@ -23,12 +33,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         'token budget), so both give the same prompts. Writes '
         'DIR/preferences.tsv (with the split fingerprint of the training '
         'edges; the file is refused on another split), DIR/prompts.jsonl and '
-        'DIR/summary.json.')
+        'DIR/summary.json (with a quality report: repeated 3-grams, distinct-2, '
+        'token-cap hits, boilerplate openings, lists, length). By default '
+        'Prompt2 goes after a system message asking for prose, decoding is '
+        "'guarded' and runaway loops and lists are cut; '--decoding legacy "
+        "--system-prompt none --no-runaway-cut' is the behaviour of earlier "
+        'versions.')
     p.add_argument('path', metavar='DATASET_PATH',
                    help="a dataset folder or 'synthetic[:...]'")
     p.add_argument('--out', required=True, metavar='DIR')
     p.add_argument('--max-users', type=int, default=None,
                    help='only the first N users (by index)')
+    p.add_argument('--user-sample', type=positive_int, default=None, metavar='N',
+                   help='only N users drawn at random (seeded by --user-sample-seed, '
+                   'the same N users every run); not with --max-users')
+    p.add_argument('--user-sample-seed', type=int, default=0,
+                   help='seed of --user-sample (default: 0)')
     p.add_argument('--preference-source', choices=('train', 'full_history'),
                    default='train',
                    help="'train' (default): training items only; "
@@ -52,6 +72,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    'timestamps (default: 0)')
     p.add_argument('--template', default=None, metavar='FILE',
                    help="a Prompt2 override (text with '{list}')")
+    p.add_argument('--system-prompt', default='default',
+                   metavar='{default,none,FILE}',
+                   help="the system message sent before Prompt2: 'default' (asks "
+                   "for one paragraph of prose, not a list), 'none' (Prompt2 alone, "
+                   'as earlier versions) or a text file')
+    p.add_argument('--no-runaway-cut', action='store_true',
+                   help='write the texts as generated; by default a 3-gram repeated '
+                   '3+ times is cut at its second occurrence (back to the last full '
+                   'sentence), a list after its 5th line, and an answer the token '
+                   'cap interrupted after its last full sentence')
     p.add_argument('--cached-only', action='store_true',
                    help='make no call: write the users the cache already '
                    'holds (e.g. while a long run goes on) and count the rest '
@@ -67,16 +97,21 @@ def run(args: argparse.Namespace) -> int:
         FullHistoryLeakWarning,
         HistoryPolicy,
         generate_preferences,
+        sample_users,
     )
     from mllmrec_pyg.llm.prompts import PreferencePrompt
     from mllmrec_pyg.llm.text import WordTokenizer, prompt_item_descriptions
 
     if args.max_users is not None and args.max_users < 1:
         raise ValueError('--max-users must be >= 1')
+    if args.max_users is not None and args.user_sample is not None:
+        raise ValueError('--max-users and --user-sample both choose the users: '
+                         'give one of them')
     if args.max_description_words is not None and \
             args.max_description_words < 1:
         raise ValueError('--max-description-words must be >= 1 (or left out '
                          "for the encoder's cut, as `mllmrec run`)")
+    system = _system_prompt(args.system_prompt)
     data = load_dataset(args.path)
     images = (read_descriptions_tsv(args.descriptions, data)
               if args.descriptions else None)
@@ -87,16 +122,19 @@ def run(args: argparse.Namespace) -> int:
         composed = prompt_item_descriptions(
             data, images, tokenizer=WordTokenizer(),
             max_tokens=args.max_description_words)
-    template = PreferencePrompt()
+    template = PreferencePrompt(system=system)
     if args.template:
         with open(args.template, encoding='utf-8') as f:
-            template = PreferencePrompt(f.read())
+            template = PreferencePrompt(f.read(), system=template.system)
     policy = HistoryPolicy(max_items=args.max_items,
                            max_prompt_words=args.max_prompt_words,
                            seed=args.sample_seed)
-    users = None
+    users: Optional[Sequence[int]] = None
     if args.max_users is not None:
         users = range(min(args.max_users, int(data['user'].num_nodes)))
+    if args.user_sample is not None:
+        users = sample_users(int(data['user'].num_nodes), args.user_sample,
+                             args.user_sample_seed)
     cache, backend = open_cache_and_backend(args)
     if args.preference_source == 'full_history':
         # Said before the (long) generation starts, and again at the end.
@@ -111,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
                 data, backend, cache, composed.texts,
                 source=args.preference_source, policy=policy,
                 template=template, users=users,
-                progress=not args.no_progress, cached_only=args.cached_only)
+                progress=not args.no_progress, cached_only=args.cached_only,
+                runaway_cut=not args.no_runaway_cut)
         for warning in caught:
             print(f'WARNING: {warning.message}', file=sys.stderr)
             warnings.warn(warning.message, stacklevel=2)
@@ -119,6 +158,9 @@ def run(args: argparse.Namespace) -> int:
             **composed.counts, **composed.settings,
             'image_descriptions': args.descriptions}
         run_.extra['prompt_template'] = template.template
+        if args.user_sample is not None:
+            run_.extra['user_sample'] = {'size': args.user_sample,
+                                         'seed': args.user_sample_seed}
         run_.write(data, args.out)
         if args.export_cache:
             cache.export(args.export_cache)
@@ -130,4 +172,51 @@ def run(args: argparse.Namespace) -> int:
           f"({summary['calls']} calls, {summary['cache_hits']} cache hits, "
           f"{summary['failures']} failures, {summary['pending_users']} "
           f"pending) -> {args.out}", file=sys.stderr)
+    print(quality_line(summary['quality']), file=sys.stderr)
     return 0 if summary['failures'] == 0 else 1
+
+
+def _system_prompt(value: str) -> Optional[str]:
+    from mllmrec_pyg.llm.prompts import PREFERENCE_SYSTEM_PROMPT
+
+    if value == 'default':
+        return PREFERENCE_SYSTEM_PROMPT
+    if value == 'none':
+        return None
+    try:
+        with open(value, encoding='utf-8') as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--system-prompt '{value}' not found: pass "
+                                "'default', 'none' or a text file") from None
+    if not text:
+        raise ValueError(f"--system-prompt '{value}' is empty: pass 'none' to "
+                         'send no system message')
+    return text
+
+
+def _percent(value: Any) -> str:
+    return 'n/a' if value is None else f'{100 * value:.0f}%'
+
+
+def quality_line(quality: Mapping[str, Any]) -> str:
+    r"""The one-line quality note ``mllmrec prefer`` prints, e.g.
+    :obj:`"quality of 8 preferences: 0% repeat a 3-gram 3+ times, distinct-2
+    0.97, 12% hit the token cap, 0% open with boilerplate, 0% lists, 52
+    words on average (details: summary.json)"`.
+
+    Args:
+        quality (Mapping[str, Any]): The :obj:`quality` block of
+            :obj:`summary.json`
+            (:meth:`~mllmrec_pyg.llm.prefer.PreferenceRun.quality`).
+    """
+    distinct = quality.get('mean_distinct_2')
+    words = quality.get('mean_words')
+    return (f"quality of {quality['outputs']} preferences: "
+            f"{_percent(quality['repeated_3gram_share'])} repeat a 3-gram 3+ times, "
+            f"distinct-2 {'n/a' if distinct is None else f'{distinct:.2f}'}, "
+            f"{_percent(quality['token_cap_share'])} hit the token cap, "
+            f"{_percent(quality['boilerplate_share'])} open with boilerplate, "
+            f"{_percent(quality['list_share'])} lists, "
+            f"{'n/a' if words is None else f'{words:.0f}'} words on average "
+            '(details: summary.json)')

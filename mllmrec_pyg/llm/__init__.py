@@ -1,9 +1,11 @@
 r"""The reasoning stage of MLLMRec: image descriptions (Prompt1), the item
 multimodal description :math:`D_m^i`, user preferences from TRAINING items
-(Prompt2), and their sentence embeddings; every generation goes through a
-content-addressed cache."""
+(Prompt2), their quality (:mod:`~mllmrec_pyg.llm.quality`) and their
+sentence embeddings; every generation goes through a content-addressed
+cache."""
 from .backends import (
     BACKENDS,
+    DECODINGS,
     BackendError,
     Generation,
     GenerationBackend,
@@ -35,8 +37,24 @@ from .prefer import (
     PreferenceRun,
     build_preference_prompts,
     generate_preferences,
+    sample_users,
 )
-from .prompts import PROMPT1, PROMPT2, DescriptionPrompt, PreferencePrompt
+from .prompts import (
+    PREFERENCE_SYSTEM_PROMPT,
+    PROMPT1,
+    PROMPT2,
+    DescriptionPrompt,
+    PreferencePrompt,
+)
+from .quality import (
+    BOILERPLATE_OPENINGS,
+    RunawayCut,
+    cut_runaway,
+    distinct_n,
+    max_ngram_repeats,
+    quality_report,
+    starts_with_boilerplate,
+)
 from .redact import redact_secrets
 from .runner import RunResult, run_requests, run_summary
 from .text import (
@@ -48,7 +66,9 @@ from .text import (
 
 __all__ = [
     'BACKENDS',
+    'BOILERPLATE_OPENINGS',
     'BackendError',
+    'DECODINGS',
     'DEFAULT_ENCODER',
     'DescribeRun',
     'DescriptionPrompt',
@@ -63,29 +83,37 @@ __all__ = [
     'ImageUnavailable',
     'ItemDescriptions',
     'OpenAIHTTPBackend',
+    'PREFERENCE_SYSTEM_PROMPT',
     'PROMPT1',
     'PROMPT2',
     'PreferencePrompt',
     'PreferenceRun',
     'RunResult',
+    'RunawayCut',
     'ServerUnreachableError',
     'SmolLM2Backend',
     'TextEncoder',
     'WordTokenizer',
     'build_preference_prompts',
     'compose_item_descriptions',
+    'cut_runaway',
     'default_cache_path',
     'default_encoder_tokenizer',
     'default_token_budget',
     'describe_items',
+    'distinct_n',
     'generate_preferences',
     'generation_key',
     'generations_saved',
     'load_image_bytes',
     'make_backend',
+    'max_ngram_repeats',
     'prompt_item_descriptions',
+    'quality_report',
     'redact_secrets',
     'run_requests',
     'run_summary',
+    'sample_users',
     'smollm2_gguf_path',
+    'starts_with_boilerplate',
 ]

@@ -4,7 +4,15 @@ Every completion is keyed by
 
 .. math::
     \mathrm{key} = \mathrm{SHA256}(\mathrm{backend}, \mathrm{model},
-    \mathrm{prompt}, \mathrm{SHA256}(\mathrm{image}), \mathrm{params})
+    \mathrm{prompt}, \mathrm{SHA256}(\mathrm{image}), \mathrm{params},
+    \mathrm{system})
+
+where :math:`\mathrm{params}` are the backend's generation parameters
+(token cap, seed, and the decoding settings: repetition penalties, stop
+sequences, see :obj:`~mllmrec_pyg.llm.backends.DECODINGS`) and
+:math:`\mathrm{system}` the system message, left out of the key when there
+is none (so the keys of requests without one are those of earlier
+versions).
 
 and committed to an SQLite database in WAL mode the moment it arrives, so
 an interrupted run (Ctrl-C, a crash, a killed server) loses no finished
@@ -29,7 +37,7 @@ import stat
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from mllmrec_pyg.data.hashing import mllmrec_home
 from mllmrec_pyg.llm.redact import redact_secrets
@@ -52,13 +60,21 @@ CREATE TABLE IF NOT EXISTS generations (
     completion_tokens INTEGER,
     seconds REAL,
     attempts INTEGER NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    system TEXT,
+    finish_reason TEXT
 )
 """
 
 _COLUMNS = ('key', 'status', 'backend', 'model', 'params', 'task', 'subject',
             'prompt', 'image_sha256', 'text', 'error', 'prompt_tokens',
-            'completion_tokens', 'seconds', 'attempts', 'updated')
+            'completion_tokens', 'seconds', 'attempts', 'updated', 'system',
+            'finish_reason')
+
+#: The columns of caches written before :obj:`system` and
+#: :obj:`finish_reason` were stored; such a cache gets the two columns
+#: (empty for its old rows) when it is opened.
+_COLUMNS_BEFORE_FINISH_REASON = _COLUMNS[:-2]
 
 
 _SAVED = 0
@@ -91,21 +107,45 @@ def _writable(path: str) -> bool:
     return os.access(path, wanted) and bool(mode & 0o222)
 
 
+def _add_columns(conn: sqlite3.Connection, names: Sequence[str]) -> None:
+    for name in names:
+        try:
+            conn.execute(f'ALTER TABLE generations ADD COLUMN {name} TEXT')
+        except sqlite3.OperationalError as exc:
+            # Another process opening the same old cache added it first.
+            if 'duplicate column' not in str(exc):
+                raise
+
+
 def default_cache_path() -> str:
     r"""Returns :obj:`$MLLMREC_HOME/llm/generations.sqlite`."""
     return os.path.join(mllmrec_home(), 'llm', 'generations.sqlite')
 
 
 def generation_key(identity: Mapping[str, Any], prompt: str,
-                   image_sha256: str = '') -> str:
+                   image_sha256: str = '', system: Optional[str] = None) -> str:
     r"""Returns the cache key of one request: the SHA-256 of the backend's
     :meth:`~mllmrec_pyg.llm.backends.GenerationBackend.identity` (backend,
-    model, generation parameters), the full prompt and the image digest."""
-    payload = json.dumps({
+    model, generation parameters, decoding settings included), the full
+    prompt, the image digest and the system message.
+
+    Args:
+        identity (Mapping): The backend's identity.
+        prompt (str): The full prompt.
+        image_sha256 (str, optional): The image digest (:obj:`''`: no
+            image). (default: :obj:`''`)
+        system (str, optional): The system message; :obj:`None` or
+            :obj:`''` (none) leaves it out of the key. (default: :obj:`None`)
+    """
+    fields: Dict[str, Any] = {
         'identity': identity,
         'prompt': prompt,
         'image_sha256': image_sha256,
-    }, sort_keys=True, ensure_ascii=False, default=str)
+    }
+    if system:
+        fields['system'] = system
+    payload = json.dumps(fields, sort_keys=True, ensure_ascii=False,
+                         default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -128,6 +168,8 @@ class CacheEntry:
     seconds: Optional[float]
     attempts: int
     updated: float
+    system: Optional[str] = None
+    finish_reason: Optional[str] = None
 
 
 class GenerationCache:
@@ -162,7 +204,11 @@ class GenerationCache:
             conn.execute('PRAGMA synchronous=NORMAL')
             columns = [row[1] for row in
                        conn.execute('PRAGMA table_info(generations)')]
-            if columns and tuple(columns) != _COLUMNS:
+            if tuple(columns) == _COLUMNS_BEFORE_FINISH_REASON:
+                # An older cache: its rows stay valid (their keys did not
+                # change); it gains the two columns.
+                _add_columns(conn, ('system', 'finish_reason'))
+            elif columns and tuple(columns) != _COLUMNS:
                 raise ValueError(
                     f'{self.path}: not a generation cache (its generations '
                     f"table has the columns {', '.join(columns)}); move it "
@@ -264,7 +310,8 @@ class GenerationCache:
             text: Optional[str] = None, error: Optional[str] = None,
             prompt_tokens: Optional[int] = None,
             completion_tokens: Optional[int] = None,
-            seconds: Optional[float] = None) -> None:
+            seconds: Optional[float] = None, system: Optional[str] = None,
+            finish_reason: Optional[str] = None) -> None:
         r"""Commits one outcome: a generation (:obj:`text`) or a failure
         (:obj:`error`, stored with its secrets redacted).  A failure never
         overwrites a finished generation; each generation stored counts in
@@ -275,6 +322,11 @@ class GenerationCache:
             identity (Mapping): The backend's identity.
             task (str): :obj:`"describe"` or :obj:`"prefer"`.
             subject (str): The item or user id the request was for.
+            system (str, optional): The request's system message.
+                (default: :obj:`None`)
+            finish_reason (str, optional): Why the generation ended
+                (:obj:`"stop"`, :obj:`"length"`), where the backend said.
+                (default: :obj:`None`)
         """
         if (text is None) == (error is None):
             raise ValueError('Give exactly one of text= and error=')
@@ -289,14 +341,14 @@ class GenerationCache:
                 return
             attempts = (row[1] if row is not None else 0) + 1
             self._conn.execute(
-                'INSERT OR REPLACE INTO generations VALUES '
-                '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                f'INSERT OR REPLACE INTO generations ({", ".join(_COLUMNS)}) '
+                f'VALUES ({", ".join("?" * len(_COLUMNS))})',
                 (key, status, str(identity['backend']),
                  str(identity['model']),
                  json.dumps(identity.get('params', {}), sort_keys=True),
                  task, subject, prompt, image_sha256, text, error,
                  prompt_tokens, completion_tokens, seconds, attempts,
-                 time.time()))
+                 time.time(), system or None, finish_reason))
         if status == 'ok':
             _count_saved()
 

@@ -13,6 +13,15 @@ leak, warns loudly (:class:`FullHistoryLeakWarning`) and is written into
 every artefact.  Every artefact also records the
 :func:`~mllmrec_pyg.data.split_fingerprint` of the training edges, so that
 it is refused on another split.
+
+What is written is the generation after
+:func:`~mllmrec_pyg.llm.quality.cut_runaway` (a repetition loop, a list
+of more than five lines, or the sentence the token cap interrupted is cut;
+:obj:`runaway_cut=False` keeps the text whole), and :obj:`summary.json` holds a quality report of it
+(:func:`~mllmrec_pyg.llm.quality.quality_report`): the share of outputs
+that loop, their distinct-2, the share that hit the token cap, the share
+that open with assistant boilerplate, their length.  The generation cache
+keeps the texts as generated.
 """
 from __future__ import annotations
 
@@ -36,6 +45,7 @@ from mllmrec_pyg.llm.backends.base import GenerationBackend, GenerationRequest
 from mllmrec_pyg.llm.cache import GenerationCache
 from mllmrec_pyg.llm.outputs import PREFERENCE_COLUMNS, write_json, write_tsv
 from mllmrec_pyg.llm.prompts import PreferencePrompt
+from mllmrec_pyg.llm.quality import RunawayCut, cut_runaway, quality_report
 from mllmrec_pyg.llm.runner import RunResult, run_requests, run_summary
 
 #: Kept for backward compatibility: :obj:`mllmrec_pyg.data.HistorySource`.
@@ -50,7 +60,28 @@ __all__ = [
     'UserPrompt',
     'build_preference_prompts',
     'generate_preferences',
+    'sample_users',
 ]
+
+
+def sample_users(num_users: int, count: int, seed: int = 0) -> List[int]:
+    r"""Returns :obj:`count` user indices of :obj:`range(num_users)` drawn
+    without replacement by :obj:`random.Random(seed)`, in increasing order
+    (all users when :obj:`count >= num_users`).
+
+    Args:
+        num_users (int): The users of the dataset.
+        count (int): How many to draw.
+        seed (int, optional): The seed. (default: :obj:`0`)
+
+    Raises:
+        ValueError: If :obj:`count < 1`.
+    """
+    if count < 1:
+        raise ValueError(f'--user-sample must be >= 1 (got {count})')
+    if count >= num_users:
+        return list(range(num_users))
+    return sorted(random.Random(seed).sample(range(num_users), count))
 
 
 @dataclass(frozen=True)
@@ -105,6 +136,8 @@ class PreferencePrompts:
     policy: HistoryPolicy
     skipped_users: List[int] = field(default_factory=list)
     truncated_users: int = 0
+    system: Optional[str] = None
+    item_texts: Dict[int, List[str]] = field(default_factory=dict)
 
 
 def build_preference_prompts(
@@ -154,7 +187,7 @@ def build_preference_prompts(
     result = PreferencePrompts(
         prompts=[], source=source, policy=policy,
         ordering='most_recent_first' if times is not None else
-        'seeded_sample')
+        'seeded_sample', system=template.system)
     for user in users:
         items = [i for i in col[starts[user]:starts[user + 1]]
                  if descriptions[i]]
@@ -177,6 +210,7 @@ def build_preference_prompts(
         prompt = template.format([descriptions[i] for i in items], domain)
         if len(items) < history:
             result.truncated_users += 1
+        result.item_texts[user] = [descriptions[i] for i in items]
         result.prompts.append(UserPrompt(user=user, item_indices=items,
                                          history=history, prompt=prompt))
     return result
@@ -184,17 +218,54 @@ def build_preference_prompts(
 
 @dataclass
 class PreferenceRun:
-    r"""The preferences of a run, with its prompts and counters."""
+    r"""The preferences of a run, with its prompts and counters.
+
+    :obj:`result` holds the texts as generated (and cached);
+    :meth:`preferences` the texts written, after
+    :func:`~mllmrec_pyg.llm.quality.cut_runaway` when :obj:`runaway_cut`.
+    """
     prompts: PreferencePrompts
     result: RunResult
     backend: GenerationBackend
     seconds: float
     extra: Dict[str, Any] = field(default_factory=dict)
+    runaway_cut: bool = True
+
+    def cuts(self) -> Dict[int, RunawayCut]:
+        r"""Returns :func:`~mllmrec_pyg.llm.quality.cut_runaway` of each
+        generated text per user index (the text whole, with no reason, when
+        :obj:`runaway_cut` is off)."""
+        texts = self.result.texts
+        if not self.runaway_cut:
+            return {int(u): RunawayCut(t) for u, t in texts.items()}
+        reasons = self.result.finish_reasons
+        return {int(u): cut_runaway(t, finish_reason=reasons.get(u))
+                for u, t in texts.items()}
 
     def preferences(self) -> Dict[int, str]:
-        r"""Returns the preference text per user index (failed users are
-        absent)."""
-        return {int(u): t for u, t in self.result.texts.items()}
+        r"""Returns the preference text per user index, as written (failed
+        users are absent)."""
+        return {u: cut.text for u, cut in self.cuts().items()}
+
+    def quality(self) -> Dict[str, Any]:
+        r"""Returns the :obj:`quality` block of :obj:`summary.json`:
+        :func:`~mllmrec_pyg.llm.quality.quality_report` of the preferences
+        as written, the settings that shaped them, and, with
+        :obj:`runaway_cut`, how many were cut and the report of the texts
+        as generated (:obj:`before_cut`)."""
+        cuts = self.cuts()
+        users = [p.user for p in self.prompts.prompts if p.user in cuts]
+        reasons = [self.result.finish_reasons.get(str(u)) for u in users]
+        items = [self.prompts.item_texts.get(u, []) for u in users]
+        report: Dict[str, Any] = quality_report(
+            [cuts[u].text for u in users], reasons, items)
+        if self.runaway_cut:
+            report['cut'] = {reason: sum(cuts[u].reason == reason
+                                         for u in users)
+                             for reason in ('loop', 'list', 'cap')}
+            report['before_cut'] = quality_report(
+                [self.result.texts[str(u)] for u in users], reasons, items)
+        return report
 
     def summary(self, data: HeteroData) -> Dict[str, Any]:
         r"""Returns the :obj:`summary.json` content: the keys every stage
@@ -224,6 +295,9 @@ class PreferenceRun:
                 'seed': policy.seed,
                 'users_truncated': self.prompts.truncated_users,
             },
+            'system_prompt': self.prompts.system,
+            'runaway_cut': self.runaway_cut,
+            'quality': self.quality(),
             **self.extra,
         }
 
@@ -269,6 +343,7 @@ def generate_preferences(
     users: Optional[Sequence[int]] = None,
     progress: bool = True,
     cached_only: bool = False,
+    runaway_cut: bool = True,
 ) -> PreferenceRun:
     r"""Builds the prompts (:func:`build_preference_prompts`) and completes
     them with :obj:`backend` through :obj:`cache` (finished users cost no
@@ -282,21 +357,27 @@ def generate_preferences(
         source (str, optional): :obj:`"train"` or :obj:`"full_history"`.
             (default: :obj:`"train"`)
         policy (HistoryPolicy, optional): Ordering and caps.
-        template (PreferencePrompt, optional): Prompt2.
+        template (PreferencePrompt, optional): Prompt2 and its system
+            message. (default: :obj:`PreferencePrompt()`, Prompt2 after
+            :obj:`~mllmrec_pyg.llm.prompts.PREFERENCE_SYSTEM_PROMPT`)
         users (Sequence[int], optional): User indices. (default: all)
         progress (bool, optional): Show a progress bar.
             (default: :obj:`True`)
         cached_only (bool, optional): Make no call; users not in the cache
             are counted as pending. (default: :obj:`False`)
+        runaway_cut (bool, optional): Cut repetition loops and runaway lists
+            off the texts (:func:`~mllmrec_pyg.llm.quality.cut_runaway`).
+            (default: :obj:`True`)
     """
     started = time.perf_counter()
     prompts = build_preference_prompts(data, descriptions, source, policy,
                                        template, users)
-    jobs = [(str(p.user), GenerationRequest(p.prompt))
+    jobs = [(str(p.user), GenerationRequest(p.prompt, system=template.system))
             for p in prompts.prompts]
     label = 'preferences' + (' [FULL HISTORY: LEAKED]'
                              if source == 'full_history' else '')
     result = run_requests(backend, cache, 'prefer', jobs, progress=progress,
                           description=label, cached_only=cached_only)
     return PreferenceRun(prompts=prompts, result=result, backend=backend,
-                         seconds=time.perf_counter() - started)
+                         seconds=time.perf_counter() - started,
+                         runaway_cut=runaway_cut)

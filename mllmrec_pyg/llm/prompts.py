@@ -18,6 +18,14 @@ the reference code), with the dataset name turned back into the
 :obj:`{dataset name}` placeholder the paper prints (the reference hard-coded
 "Clothing, Shoes & Jewelry" for every dataset).
 
+Prompt2 is sent as printed, by default after the system message
+:obj:`PREFERENCE_SYSTEM_PROMPT`: read alone, Prompt2 leads a small model
+(SmolLM2-135M) to answer :obj:`"The user preferences are: 1. <title> 2.
+<title> ..."`, a list of the items it was given; the system message asks
+for a preference in plain prose instead.  :obj:`PreferencePrompt(
+system=None)` sends Prompt2 alone, as earlier versions did (the model's
+chat template may then add its own default system message).
+
 Item text is *data*: values are substituted in one pass, so a title that
 contains :obj:`{dataset name}`, :obj:`{list}` or any other braces is inserted
 literally and never re-read as a placeholder, and the list is rendered as a
@@ -28,7 +36,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Dict, Iterable, Sequence
+from typing import Dict, Iterable, Optional, Sequence
 
 #: Prompt1 (image -> semantic description); :obj:`{dataset name}` is the
 #: dataset's domain (``data.domain``, e.g. :obj:`"Baby"`).
@@ -47,6 +55,17 @@ PROMPT2 = (
     'item descriptions that he or she has interacted with. The list is: '
     '{list}. To generate the user preferences using a one-paragraph natural '
     'language in no more than 100 words.')
+
+#: The system message sent with Prompt2 by default: it asks for what the
+#: user likes, in prose, and forbids the list of items that small models
+#: otherwise write.  Not in the paper (which does not say whether its MLLM
+#: was given a system message).
+PREFERENCE_SYSTEM_PROMPT = (
+    'You write short user profiles for a recommender system. Given the '
+    'items a user interacted with, answer with one paragraph of plain prose '
+    'that begins with "This user enjoys" and describes what the user likes '
+    'in general terms: genres, themes, styles and qualities. Do not write a '
+    'list and do not repeat the item titles.')
 
 _PLACEHOLDER = re.compile(r'\{(dataset name|list)\}')
 
@@ -115,16 +134,21 @@ class PreferencePrompt:
             by the JSON array of item descriptions and
             :obj:`{dataset name}`, if used, by the domain.
             (default: :obj:`PROMPT2`)
+        system (str, optional): The system message sent before it;
+            :obj:`None` or :obj:`''` sends none (as earlier versions).
+            (default: :obj:`PREFERENCE_SYSTEM_PROMPT`)
 
     Raises:
         ValueError: If :obj:`template` has no :obj:`{list}` placeholder.
     """
-    def __init__(self, template: str = PROMPT2) -> None:
+    def __init__(self, template: str = PROMPT2,
+                 system: Optional[str] = PREFERENCE_SYSTEM_PROMPT) -> None:
         if '{list}' not in template:
             raise ValueError("A preference prompt template must contain the "
                              "'{list}' placeholder where the user's item "
                              "descriptions go")
         self.template = template
+        self.system = system or None
 
     def format(self, descriptions: Sequence[str], domain: str = '') -> str:
         r"""Returns the prompt listing :obj:`descriptions` (in the given
@@ -136,4 +160,7 @@ class PreferencePrompt:
 
     def __repr__(self) -> str:
         default = self.template == PROMPT2
-        return f'{self.__class__.__name__}(paper={default})'
+        system = (None if self.system is None else 'default'
+                  if self.system == PREFERENCE_SYSTEM_PROMPT else 'custom')
+        return (f'{self.__class__.__name__}(paper={default}, '
+                f'system={system!r})')

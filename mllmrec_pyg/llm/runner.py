@@ -48,6 +48,9 @@ class RunResult:
             when they were made.
         pending (List[str]): Subjects neither in the cache nor generated
             (only when the run was told not to call the backend).
+        finish_reasons (Dict[str, Optional[str]]): Why each text's
+            generation ended (:obj:`"stop"`, :obj:`"length"`), as the backend
+            said when it was generated; :obj:`None` where it did not.
     """
     texts: Dict[str, str] = field(default_factory=dict)
     failures: Dict[str, str] = field(default_factory=dict)
@@ -60,6 +63,7 @@ class RunResult:
     cached_prompt_tokens: int = 0
     cached_generation_seconds: float = 0.0
     pending: List[str] = field(default_factory=list)
+    finish_reasons: Dict[str, Optional[str]] = field(default_factory=dict)
 
     @property
     def tokens_per_second(self) -> Optional[float]:
@@ -160,12 +164,14 @@ def read_cached(cache: GenerationCache, identity: Mapping[str, Any],
     pending = _Pending()
     counted: Set[str] = set()
     for subject, request in jobs:
-        key = generation_key(identity, request.prompt, request.image_digest())
+        key = generation_key(identity, request.prompt, request.image_digest(),
+                             request.system)
         hit = cache.get(key)
         if hit is None or hit.text is None:
             pending.add(key, subject, request)
             continue
         result.texts[subject] = hit.text
+        result.finish_reasons[subject] = hit.finish_reason
         result.cache_hits += 1
         if key not in counted:
             counted.add(key)
@@ -209,13 +215,16 @@ class _OutcomeRecorder:
         outcome = non_empty(outcome)
         row: Dict[str, Any] = dict(identity=self.identity, task=self.task,
                    subject=','.join(subjects), prompt=request.prompt,
-                   image_sha256=request.image_digest(), seconds=seconds)
+                   image_sha256=request.image_digest(), seconds=seconds,
+                   system=request.system)
         if isinstance(outcome, Generation):
             self.cache.put(key, text=outcome.text,
                            prompt_tokens=outcome.prompt_tokens,
-                           completion_tokens=outcome.completion_tokens, **row)
+                           completion_tokens=outcome.completion_tokens,
+                           finish_reason=outcome.finish_reason, **row)
             for subject in subjects:
                 self.result.texts[subject] = outcome.text
+                self.result.finish_reasons[subject] = outcome.finish_reason
             self.result.completion_tokens += outcome.completion_tokens or 0
             self.result.prompt_tokens += outcome.prompt_tokens or 0
         else:

@@ -7,6 +7,7 @@ from mllmrec_pyg.cli import main
 from mllmrec_pyg.data import load_dataset, split_fingerprint, train_edge_index
 from mllmrec_pyg.llm.outputs import read_preferences_tsv
 from mllmrec_pyg.llm.prefer import FullHistoryLeakWarning
+from mllmrec_pyg.llm.quality import cut_runaway
 from tests.llm.fake_server import FakeOpenAIServer
 
 SPEC = 'synthetic:users=6,items=10,seed=0'
@@ -45,7 +46,10 @@ def test_prefer_over_http_twice(tmp_path):
             allowed = {raw_items[i] for i in
                        train[1, train[0] == user].tolist()}
             assert prompt['item_ids'] and set(prompt['item_ids']) <= allowed
-            assert rows[1 + user][1] == f"echo {prompt['prompt']}"
+            # Echoed after the system message, loops cut (the synthetic
+            # descriptions repeat "Designed for people who like").
+            assert rows[1 + user][1] == cut_runaway(
+                f"echo {prompt['prompt']}").text
 
         assert main(argv) == 0
         _, _, again = read(out)
@@ -149,3 +153,109 @@ def test_prefer_with_smollm2(tmp_path):
     rows, prompts, summary = read(out)
     assert summary['backend'] == 'smollm2' and summary['calls'] == 1
     assert len(rows) == 2 and rows[1][1]
+
+
+def test_prefer_defaults_and_the_old_behaviour(tmp_path, capsys):
+    from mllmrec_pyg.llm.prompts import PREFERENCE_SYSTEM_PROMPT
+
+    cache = str(tmp_path / 'cache.sqlite')
+    with FakeOpenAIServer(finish_reason='length') as server:
+        argv = ['prefer', SPEC, '--backend', 'openai', '--base-url',
+                server.base_url, '--no-progress', '--cache', cache,
+                '--user-sample', '3']
+        assert main(argv + ['--out', str(tmp_path / 'new')]) == 0
+        err = capsys.readouterr().err
+        # The seeded sample: users 0, 3 and 5 of 6.
+        rows, prompts, summary = read(tmp_path / 'new')
+        assert [r[0] for r in rows[1:]] == ['0', '3', '5']
+        assert summary['user_sample'] == {'size': 3, 'seed': 0}
+        body = server.requests[0]
+        assert body['messages'][0] == {'role': 'system',
+                                       'content': PREFERENCE_SYSTEM_PROMPT}
+        assert body['messages'][1]['content'] == prompts[0]['prompt']
+        assert (body['frequency_penalty'], body['presence_penalty'],
+                body['stop']) == (0.3, 0.3, ['\n\n'])
+        quality = summary['quality']
+        assert (quality['outputs'], quality['token_cap_share'],
+                quality['repeated_3gram_share']) == (3, 1.0, 0.0)
+        assert quality['before_cut']['repeated_3gram_share'] == 1.0
+        assert quality['cut'] == {'loop': 3, 'list': 0, 'cap': 0}
+        assert ('quality of 3 preferences: 0% repeat a 3-gram 3+ times, '
+                'distinct-2 ') in err
+        assert '100% hit the token cap, 0% open with boilerplate' in err
+
+        # The behaviour of earlier versions, by explicit options.
+        old = ['--decoding', 'legacy', '--system-prompt', 'none',
+               '--no-runaway-cut', '--out', str(tmp_path / 'old')]
+        assert main(argv + old) == 0
+        rows, prompts, summary = read(tmp_path / 'old')
+        assert server.requests[3] == {
+            'model': 'fake-model',
+            'messages': [{'role': 'user', 'content': prompts[0]['prompt']}],
+            'max_tokens': 160, 'temperature': 0.0, 'seed': 0, 'stream': False}
+        assert [r[1] for r in rows[1:]] == [f"echo {p['prompt']}"
+                                            for p in prompts]
+        assert summary['generation_params'] == {
+            'max_tokens': 160, 'temperature': 0.0, 'seed': 0}
+        assert (summary['system_prompt'], summary['runaway_cut']) == (
+            None, False)
+        assert summary['quality']['repeated_3gram_share'] == 1.0
+        # Server-specific fields travel, and are keyed.
+        assert main(argv + ['--server-param', 'repeat_penalty=1.2',
+                            '--server-param', 'mirostat_mode=2',
+                            '--out', str(tmp_path / 'extra')]) == 0
+        assert len(server.requests) == 9
+        assert (server.requests[-1]['repeat_penalty'],
+                server.requests[-1]['mirostat_mode']) == (1.2, 2)
+        _, _, summary = read(tmp_path / 'extra')
+        assert summary['generation_params']['extra_params'] == {
+            'mirostat_mode': 2, 'repeat_penalty': 1.2}
+
+        custom = tmp_path / 'system.txt'
+        custom.write_text('Answer in one sentence.\n')
+        assert main(argv + ['--system-prompt', str(custom), '--out',
+                            str(tmp_path / 'custom')]) == 0
+        assert server.requests[-1]['messages'][0] == {
+            'role': 'system', 'content': 'Answer in one sentence.'}
+
+
+def test_prefer_generation_option_errors(tmp_path, capsys):
+    out = ['--out', str(tmp_path)]
+    assert main(['prefer', SPEC, '--max-users', '2', '--user-sample', '2',
+                 *out]) == 2
+    assert ('--max-users and --user-sample both choose the users: give one '
+            'of them') in capsys.readouterr().err
+    missing = tmp_path / 'nope.txt'
+    assert main(['prefer', SPEC, '--system-prompt', str(missing), *out]) == 2
+    assert (f"--system-prompt '{missing}' not found: pass 'default', 'none' "
+            'or a text file') in capsys.readouterr().err
+    empty = tmp_path / 'empty.txt'
+    empty.write_text('\n')
+    assert main(['prefer', SPEC, '--system-prompt', str(empty), *out]) == 2
+    assert "is empty: pass 'none'" in capsys.readouterr().err
+    assert main(['prefer', SPEC, '--server-param', 'top_k=40', *out]) == 2
+    assert ("--server-param applies to --backend openai only (the 'smollm2' "
+            'backend sends no HTTP request)') in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(['prefer', SPEC, '--server-param', 'no-equals', *out])
+    assert 'must be KEY=VALUE, e.g. repeat_penalty=1.2' in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(['prefer', SPEC, '--decoding', 'greedy', *out])
+    with pytest.raises(SystemExit):
+        main(['prefer', SPEC, '--user-sample', '0', *out])
+
+
+def test_backend_options_name_the_decoding():
+    from mllmrec_pyg.cli._llm_options import backend_options
+
+    # Named even when default, so stage keys built from the options (those
+    # of `mllmrec run`) change with it.
+    assert backend_options('smollm2', 96, 4, 120.0, threads=1) == {
+        'max_new_tokens': 96, 'seed': None, 'num_threads': 1,
+        'decoding': 'guarded'}
+    assert backend_options('openai', 96, 2, 60.0, decoding='legacy',
+                           server_params={'repeat_penalty': 1.2}) == {
+        'max_tokens': 96, 'seed': None, 'max_concurrency': 2, 'timeout': 60.0,
+        'decoding': 'legacy', 'extra_params': {'repeat_penalty': 1.2}}
+    assert backend_options('image-stats', 96, 4, 120.0) == {}

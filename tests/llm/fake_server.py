@@ -4,7 +4,8 @@ It answers ``POST /v1/chat/completions`` from a script of behaviours
 (``'ok'``, an HTTP status such as ``429`` or ``500``, ``'hang'``) consumed one
 per request, then ``'ok'`` forever; ``GET /v1/models`` lists one model.  It
 records every request body and header and the largest number of requests it
-served at once.  Options make it echo the request's ``Authorization`` header
+served at once.  The answer echoes the last message (the user's, after any
+system message), with the ``finish_reason`` given, if any.  Options make it echo the request's ``Authorization`` header
 in its error bodies (as some servers do) and stop listening after a number of
 answers (a server that dies in the middle of a run).
 """
@@ -14,7 +15,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 Behaviour = Union[str, int]
 
@@ -32,18 +33,26 @@ class FakeOpenAIServer:
             body.
         die_after (int, optional): Stop listening (new connections are
             refused) once this many completions were answered.
+        finish_reason (str, optional): Sent in every choice (none is sent
+            when :obj:`None`).
+        reply (callable, optional): Maps the echoed content to the answer's
+            text (default: :obj:`" echo {content} "`).
     """
     model = 'fake-model'
 
     def __init__(self, script: List[Behaviour] = (),  # type: ignore
                  delay: float = 0.0, hang: float = 2.0,
                  echo_auth: bool = False,
-                 die_after: Optional[int] = None) -> None:
+                 die_after: Optional[int] = None,
+                 finish_reason: Optional[str] = None,
+                 reply: Optional[Callable[[str], str]] = None) -> None:
         self.script = list(script)
         self.delay = delay
         self.hang = hang
         self.echo_auth = echo_auth
         self.die_after = die_after
+        self.finish_reason = finish_reason
+        self.reply = reply or (lambda content: f' echo {content} ')
         self.answered = 0
         self.requests: List[Dict[str, Any]] = []
         self.headers: List[Dict[str, str]] = []
@@ -99,13 +108,16 @@ class FakeOpenAIServer:
                     if dying:
                         # Nothing listens any more; this answer still goes.
                         server._stop_listening()
-                    content = body['messages'][0]['content']
+                    content = body['messages'][-1]['content']
                     if isinstance(content, list):
                         content = 'image:' + content[-1]['text']
+                    choice: Dict[str, Any] = {'message': {
+                        'role': 'assistant',
+                        'content': server.reply(content)}}
+                    if server.finish_reason is not None:
+                        choice['finish_reason'] = server.finish_reason
                     self._send(200, {
-                        'choices': [{'message': {
-                            'role': 'assistant',
-                            'content': f' echo {content} '}}],
+                        'choices': [choice],
                         'usage': {'prompt_tokens': 7,
                                   'completion_tokens': 3},
                     })

@@ -1,3 +1,5 @@
+import hashlib
+import json
 import sqlite3
 
 import pytest
@@ -22,6 +24,66 @@ def test_key_covers_every_input():
         generation_key(IDENTITY, 'prompt!', 'img'),
         generation_key(IDENTITY, 'prompt', 'img2'),
     }) == 6
+
+
+def test_key_of_the_system_message_and_of_earlier_versions():
+    # No system message: the key of earlier versions (their caches stay
+    # valid for the same settings).
+    old = hashlib.sha256(json.dumps(
+        {'identity': IDENTITY, 'prompt': 'prompt', 'image_sha256': ''},
+        sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    assert generation_key(IDENTITY, 'prompt') == old
+    assert generation_key(IDENTITY, 'prompt', system='') == old
+    assert generation_key(IDENTITY, 'prompt', system='Be brief.') not in (
+        old, generation_key(IDENTITY, 'prompt', system='Be long.'))
+    # The decoding settings are generation parameters: in the key.
+    guarded = {**IDENTITY, 'params': {'seed': 0, 'frequency_penalty': 0.3}}
+    assert generation_key(guarded, 'prompt') != old
+
+
+def test_finish_reason_and_system_are_stored(tmp_path):
+    with GenerationCache(str(tmp_path / 'c.sqlite')) as cache:
+        cache.put('k', identity=IDENTITY, task='prefer', subject='u',
+                  prompt='p', text='t', system='Be brief.',
+                  finish_reason='length')
+        entry = cache.get('k')
+        assert (entry.system, entry.finish_reason) == ('Be brief.', 'length')
+        cache.put('k2', identity=IDENTITY, task='prefer', subject='u',
+                  prompt='p', text='t')
+        assert (cache.get('k2').system, cache.get('k2').finish_reason) == (
+            None, None)
+
+
+def test_cache_of_an_earlier_version_gains_the_new_columns(tmp_path):
+    path = tmp_path / 'old.sqlite'
+    conn = sqlite3.connect(path)
+    conn.execute("""CREATE TABLE generations (
+        key TEXT PRIMARY KEY, status TEXT NOT NULL, backend TEXT NOT NULL,
+        model TEXT NOT NULL, params TEXT NOT NULL, task TEXT NOT NULL,
+        subject TEXT NOT NULL, prompt TEXT NOT NULL,
+        image_sha256 TEXT NOT NULL, text TEXT, error TEXT,
+        prompt_tokens INTEGER, completion_tokens INTEGER, seconds REAL,
+        attempts INTEGER NOT NULL, updated REAL NOT NULL)""")
+    key = generation_key(IDENTITY, 'p')
+    conn.execute('INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '
+                 '?, ?, ?, ?, ?, ?, ?)', (key, 'ok', 'fake', 'm', '{}',
+                                          'prefer', 'u1', 'p', '', 'old text',
+                                          None, 3, 4, 0.5, 1, 1.0))
+    conn.commit()
+    conn.close()
+    with GenerationCache(str(path)) as cache:
+        entry = cache.get(key)
+        assert (entry.text, entry.completion_tokens, entry.system,
+                entry.finish_reason) == ('old text', 4, None, None)
+        cache.put('k2', identity=IDENTITY, task='prefer', subject='u2',
+                  prompt='p2', text='new', finish_reason='stop')
+        assert cache.get('k2').finish_reason == 'stop'
+    # Opened again (by this or another process): nothing more to add.
+    with GenerationCache(str(path)) as cache:
+        assert len(cache) == 2
+    columns = [row[1] for row in sqlite3.connect(path).execute(
+        'PRAGMA table_info(generations)')]
+    assert columns[-2:] == ['system', 'finish_reason']
 
 
 def test_put_get_failures_and_export(tmp_path):

@@ -119,11 +119,35 @@ def test_server_lists_and_completes(llama_server):
     assert generation.text
     assert 0 < generation.completion_tokens <= MAX_TOKENS
     assert generation.prompt_tokens > 0
+    assert generation.finish_reason in ('stop', 'length')
     assert backend.identity() == {
         'backend': 'openai',
         'model': llama_server.model_name,
-        'params': {'max_tokens': MAX_TOKENS, 'temperature': 0.0, 'seed': 0},
+        'params': {'max_tokens': MAX_TOKENS, 'temperature': 0.0, 'seed': 0,
+                   'frequency_penalty': 0.3, 'presence_penalty': 0.3,
+                   'stop': ['\n\n']},
     }
+
+
+def test_guarded_and_legacy_decoding_on_a_real_server(llama_server):
+    # llama.cpp takes the guarded fields and the system message, reports
+    # why each generation ended, and a cap of 4 tokens ends in "length".
+    request = GenerationRequest('Describe a red mug in two sentences.',
+                                system='You answer briefly.')
+    for decoding in ('guarded', 'legacy'):
+        backend = OpenAIHTTPBackend(base_url=llama_server.base_url,
+                                    model=llama_server.model_name,
+                                    max_tokens=4, decoding=decoding)
+        generation = backend.generate(request)
+        assert generation.text and generation.completion_tokens == 4
+        assert generation.finish_reason == 'length'
+    stopped = OpenAIHTTPBackend(base_url=llama_server.base_url,
+                                model=llama_server.model_name,
+                                max_tokens=MAX_TOKENS, stop=['mug', 'Mug'],
+                                extra_params={'repeat_penalty': 1.2})
+    generation = stopped.generate(GenerationRequest(
+        'Repeat exactly: my red mug'))
+    assert 'mug' not in generation.text.lower()
 
 
 def test_prefer_survives_server_kill_and_resumes(killable_llama_server,
@@ -203,7 +227,9 @@ def test_prefer_survives_server_kill_and_resumes(killable_llama_server,
         assert second.result.texts[user] == text
     identity = make_backend(llama_server).identity()
     for prompt in second.prompts.prompts:
-        entry = cache.entry(generation_key(identity, prompt.prompt))
+        # Keyed with Prompt2's system message, as sent.
+        entry = cache.entry(generation_key(identity, prompt.prompt,
+                                           system=second.prompts.system))
         assert entry is not None and entry.status == 'ok'
         assert entry.attempts == (2 if str(prompt.user) in failed else 1)
 

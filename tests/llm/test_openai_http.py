@@ -43,11 +43,51 @@ def test_completion_and_model_discovery():
         # The key is sent, and nowhere else.
         assert 'sk-secret' not in repr(b)
         assert 'sk-secret' not in str(b.identity())
+        assert (body['frequency_penalty'], body['presence_penalty'],
+                body['stop']) == (0.3, 0.3, ['\n\n'])
         assert b.identity() == {
             'backend': 'openai', 'model': 'fake-model',
-            'params': {'max_tokens': 160, 'temperature': 0.0, 'seed': 0}}
+            'params': {'max_tokens': 160, 'temperature': 0.0, 'seed': 0,
+                       'frequency_penalty': 0.3, 'presence_penalty': 0.3,
+                       'stop': ['\n\n']}}
         assert str(b) == (f"OpenAIHTTPBackend(base_url='{server.base_url}', "
-                          "model='fake-model', max_concurrency=4)")
+                          "model='fake-model', max_concurrency=4, "
+                          "decoding='guarded')")
+
+
+def test_decoding_presets_system_message_and_finish_reason():
+    with FakeOpenAIServer(finish_reason='length') as server:
+        legacy = backend(server, decoding='legacy')
+        out = legacy.generate(GenerationRequest('hello', system='Be brief.'))
+        assert out == Generation(text='echo hello', prompt_tokens=7,
+                                 completion_tokens=3, finish_reason='length')
+        # Legacy sends, and keys, exactly what earlier versions did.
+        assert server.requests[0] == {
+            'model': 'fake-model',
+            'messages': [{'role': 'system', 'content': 'Be brief.'},
+                         {'role': 'user', 'content': 'hello'}],
+            'max_tokens': 160, 'temperature': 0.0, 'seed': 0,
+            'stream': False}
+        assert legacy.identity()['params'] == {
+            'max_tokens': 160, 'temperature': 0.0, 'seed': 0}
+        tuned = backend(server, decoding='legacy', presence_penalty=0.5,
+                        stop=['\n1.'], extra_params={'repeat_penalty': 1.2})
+        tuned.generate(GenerationRequest('hello'))
+        body = server.requests[1]
+        assert (body['presence_penalty'], body['stop'], body['repeat_penalty'],
+                'frequency_penalty' in body) == (0.5, ['\n1.'], 1.2, False)
+        assert tuned.identity()['params'] == {
+            'max_tokens': 160, 'temperature': 0.0, 'seed': 0,
+            'presence_penalty': 0.5, 'stop': ['\n1.'],
+            'extra_params': {'repeat_penalty': 1.2}}
+    with pytest.raises(ValueError, match='extra_params cannot set model, '
+                       'stop: use the backend argument'):
+        OpenAIHTTPBackend(base_url='http://x/v1',
+                          extra_params={'stop': [], 'model': 'm'})
+    with pytest.raises(ValueError, match='At most 4 stop sequences'):
+        OpenAIHTTPBackend(base_url='http://x/v1', stop=list('abcde'))
+    with pytest.raises(ValueError, match="Unknown decoding 'off'"):
+        OpenAIHTTPBackend(base_url='http://x/v1', decoding='off')
 
 
 def test_image_is_sent_as_data_url():

@@ -13,8 +13,9 @@ from mllmrec_pyg.llm.prefer import (
     HistoryPolicy,
     build_preference_prompts,
     generate_preferences,
+    sample_users,
 )
-from mllmrec_pyg.llm.prompts import PreferencePrompt
+from mllmrec_pyg.llm.prompts import PREFERENCE_SYSTEM_PROMPT, PreferencePrompt
 from tests.llm.fake_backend import FakeBackend
 
 DESCRIPTIONS = ['mug red', 'sock blue', 'hat green', 'scarf grey', 'cap black']
@@ -193,3 +194,70 @@ def test_read_preferences_refuses_a_file_without_fingerprint(tmp_path):
                        'split_fingerprint .*`mllmrec prefer DATASET_PATH '
                        '--out DIR`'):
         read_preferences_tsv(str(old), dataset())
+
+
+def loop_for_socks(prompt):
+    if 'sock' in prompt:
+        return 'This user likes socks. Socks socks socks socks socks.'
+    return 'This user enjoys caps.'
+
+
+def test_summary_reports_quality_and_loops_are_cut(tmp_path):
+    data = dataset()
+    backend = FakeBackend(answer=loop_for_socks, finish_reason='length')
+    cache = GenerationCache(str(tmp_path / 'c.sqlite'))
+    run = generate_preferences(data, backend, cache, DESCRIPTIONS,
+                               progress=False)
+    # Prompt2 goes after the default system message.
+    assert [r.system for r in backend.requests] == [PREFERENCE_SYSTEM_PROMPT] * 2
+    assert run.result.texts['0'] == loop_for_socks('sock')  # cached as is
+    # The second "socks socks socks" starts a loop: cut back to the sentence.
+    assert run.preferences() == {0: 'This user likes socks.',
+                                 1: 'This user enjoys caps.'}
+    run.write(data, str(tmp_path / 'out'))
+    with open(tmp_path / 'out' / 'preferences.tsv', newline='') as f:
+        rows = list(csv.reader(f, delimiter='\t'))
+    assert [r[1] for r in rows[1:]] == ['This user likes socks.',
+                                        'This user enjoys caps.']
+    summary = json.loads((tmp_path / 'out' / 'summary.json').read_text())
+    assert summary['system_prompt'] == PREFERENCE_SYSTEM_PROMPT
+    assert summary['runaway_cut'] is True
+    common = {'outputs': 2, 'token_cap_share': 1.0, 'finish_reason_known': 2,
+              'boilerplate_share': 0.0, 'list_share': 0.0,
+              'mean_items_named': 0.0, 'items_named_3plus_share': 0.0}
+    assert summary['quality'] == {
+        **common, 'repeated_3gram_share': 0.0, 'mean_distinct_2': 1.0,
+        'mean_words': 4.0,
+        'cut': {'loop': 1, 'list': 0, 'cap': 0},
+        # Ann's text as generated: 4 distinct bigrams of 8, 9 words.
+        'before_cut': {**common, 'repeated_3gram_share': 0.5,
+                       'mean_distinct_2': (4 / 8 + 1.0) / 2,
+                       'mean_words': (9 + 4) / 2},
+    }
+
+
+def test_old_behaviour_without_system_message_or_cut(tmp_path):
+    data = dataset()
+    backend = FakeBackend(answer=loop_for_socks)
+    run = generate_preferences(
+        data, backend, GenerationCache(str(tmp_path / 'c.sqlite')),
+        DESCRIPTIONS, template=PreferencePrompt(system=None), progress=False,
+        runaway_cut=False)
+    assert [r.system for r in backend.requests] == [None, None]
+    assert run.preferences() == {0: loop_for_socks('sock'),
+                                 1: 'This user enjoys caps.'}
+    summary = run.summary(data)
+    assert summary['system_prompt'] is None and summary['runaway_cut'] is False
+    quality = summary['quality']
+    assert 'cut' not in quality and 'before_cut' not in quality
+    assert (quality['repeated_3gram_share'], quality['token_cap_share'],
+            quality['finish_reason_known']) == (0.5, None, 0)
+
+
+def test_sample_users():
+    assert sample_users(10, 3, seed=0) == [0, 6, 9]
+    assert sample_users(10, 3, seed=1) == [1, 2, 4]
+    assert sample_users(943, 5) == [394, 430, 776, 864, 911]
+    assert sample_users(3, 10) == [0, 1, 2]
+    with pytest.raises(ValueError, match='--user-sample must be >= 1'):
+        sample_users(3, 0)

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from mllmrec_pyg.llm.prompts import (
+    PREFERENCE_SYSTEM_PROMPT,
     PROMPT1,
     PROMPT2,
     DescriptionPrompt,
@@ -35,7 +36,25 @@ def test_prompt2_lists_descriptions_as_json():
         'is: ["Toy Story 1995", "Heat 1995"]. To generate the user '
         'preferences using a one-paragraph natural language in no more than '
         '100 words.')
-    assert str(PreferencePrompt()) == 'PreferencePrompt(paper=True)'
+    assert str(PreferencePrompt()) == \
+        "PreferencePrompt(paper=True, system='default')"
+    assert str(PreferencePrompt(system=None)) == \
+        'PreferencePrompt(paper=True, system=None)'
+    assert str(PreferencePrompt('{list}', system='Be brief.')) == \
+        "PreferencePrompt(paper=False, system='custom')"
+
+
+def test_prompt2_is_sent_after_a_system_message():
+    # Prompt2 itself is the paper's; the system message asks for prose.
+    assert PreferencePrompt().template == PROMPT2
+    assert PreferencePrompt().system == PREFERENCE_SYSTEM_PROMPT == (
+        'You write short user profiles for a recommender system. Given the '
+        'items a user interacted with, answer with one paragraph of plain '
+        'prose that begins with "This user enjoys" and describes what the '
+        'user likes in general terms: genres, themes, styles and qualities. '
+        'Do not write a list and do not repeat the item titles.')
+    # '' is no system message, as None.
+    assert PreferencePrompt(system='').system is None
 
 
 def test_overrides():

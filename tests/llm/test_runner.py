@@ -21,6 +21,22 @@ def test_rerun_makes_no_calls(tmp_path):
     assert second.tokens_per_second is None
 
 
+def test_finish_reasons_and_system_messages(tmp_path):
+    cache = GenerationCache(str(tmp_path / 'c.sqlite'))
+    jobs = [('a', GenerationRequest('same')),
+            ('b', GenerationRequest('same', system='Be brief.'))]
+    backend = FakeBackend(finish_reason='length')
+    first = run_requests(backend, cache, 'prefer', jobs, progress=False)
+    # The system message is part of the request, and of its key.
+    assert first.calls == 2
+    assert [r.system for r in backend.requests] == [None, 'Be brief.']
+    assert first.finish_reasons == {'a': 'length', 'b': 'length'}
+    # Read back from the cache with the reasons they were generated with.
+    again = run_requests(FakeBackend(), cache, 'prefer', jobs, progress=False)
+    assert (again.calls, again.finish_reasons) == (
+        0, {'a': 'length', 'b': 'length'})
+
+
 def test_identical_prompts_are_sent_once(tmp_path):
     cache = GenerationCache(str(tmp_path / 'c.sqlite'))
     jobs = [('a', GenerationRequest('same')), ('b', GenerationRequest('same'))]

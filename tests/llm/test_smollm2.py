@@ -23,5 +23,15 @@ def test_smollm2_offline_greedy_and_deterministic():
     first = backend.generate(request)
     assert first.text and 0 < first.completion_tokens <= 6
     assert backend.generate(request) == first
-    assert backend.identity()['params'] == {'max_new_tokens': 6,
-                                            'do_sample': False, 'seed': 0}
+    assert first.finish_reason in ('stop', 'length')
+    assert backend.identity()['params'] == {
+        'max_new_tokens': 6, 'do_sample': False, 'seed': 0,
+        'repetition_penalty': 1.05, 'no_repeat_ngram_size': 4,
+        'frequency_penalty': 0.3, 'presence_penalty': 0.3,
+        'stop': ['\n\n']}
+    # The legacy decoding keys what earlier versions cached.
+    legacy = SmolLM2Backend(max_new_tokens=6, decoding='legacy')
+    assert legacy.identity()['params'] == {'max_new_tokens': 6,
+                                           'do_sample': False, 'seed': 0}
+    with pytest.raises(ValueError, match="Unknown decoding 'x'"):
+        SmolLM2Backend(decoding='x')

@@ -71,9 +71,12 @@ def test_tiny_model_is_detected_as_vision_model(kind, tiny_vision_models):
     assert backend.supports_images is True
     assert backend.model.startswith(f'{kind}@sha256:')
     assert str(backend) == (f"HuggingFaceBackend(model='{backend.model}', "
-                            "vision=True, device='cpu')")
+                            "vision=True, device='cpu', decoding='guarded')")
     assert backend.identity()['params'] == {
-        'max_new_tokens': MAX_NEW_TOKENS, 'do_sample': False, 'seed': 0}
+        'max_new_tokens': MAX_NEW_TOKENS, 'do_sample': False, 'seed': 0,
+        'repetition_penalty': 1.05, 'no_repeat_ngram_size': 4,
+        'frequency_penalty': 0.3, 'presence_penalty': 0.3,
+        'stop': ['\n\n']}
 
 
 @pytest.mark.parametrize('kind', ['blip', 'llava'])

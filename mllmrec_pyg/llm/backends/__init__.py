@@ -13,6 +13,7 @@ from .base import (
     GenerationRequest,
     ResultCallback,
 )
+from .decoding import DECODINGS, SERVER_DECODING, TRANSFORMERS_DECODING
 from .huggingface import HuggingFaceBackend
 from .image_statistics import ImageStatisticsDescriber
 from .openai_http import OpenAIHTTPBackend, ServerUnreachableError
@@ -36,7 +37,9 @@ def make_backend(name: str, model: Optional[str] = None,
             the model folder / Hub id (:obj:`"hf"`). (default: :obj:`None`)
         base_url (str, optional): The server's API root (:obj:`"openai"`).
             (default: :obj:`None`)
-        **kwargs: Further arguments of the backend's class.
+        **kwargs: Further arguments of the backend's class (e.g.
+            :obj:`decoding="legacy"` for the text backends, see
+            :mod:`~mllmrec_pyg.llm.backends.decoding`).
     """
     options: Dict[str, Any] = {k: v for k, v in kwargs.items()
                                if v is not None}
@@ -58,6 +61,7 @@ def make_backend(name: str, model: Optional[str] = None,
 __all__ = [
     'BACKENDS',
     'BackendError',
+    'DECODINGS',
     'Generation',
     'GenerationBackend',
     'GenerationOutcome',
@@ -66,9 +70,11 @@ __all__ = [
     'ImageStatisticsDescriber',
     'OpenAIHTTPBackend',
     'ResultCallback',
+    'SERVER_DECODING',
     'SMOLLM2_GGUF',
     'ServerUnreachableError',
     'SmolLM2Backend',
+    'TRANSFORMERS_DECODING',
     'make_backend',
     'smollm2_gguf_path',
 ]

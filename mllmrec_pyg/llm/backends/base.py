@@ -24,9 +24,14 @@ class GenerationRequest:
             :mod:`mllmrec_pyg.llm.prompts`).
         image (bytes, optional): The raw bytes of an image file (PNG, JPEG,
             ...) to show the model with the prompt. (default: :obj:`None`)
+        system (str, optional): A system message sent before the prompt
+            (part of the cache key when given; :obj:`None` sends none, and
+            the model's chat template may then add its own default).
+            (default: :obj:`None`)
     """
     prompt: str
     image: Optional[bytes] = None
+    system: Optional[str] = None
 
     def image_digest(self) -> str:
         r"""Returns the SHA-256 hex digest of :obj:`image` (:obj:`''` when
@@ -46,10 +51,14 @@ class Generation:
             backend knows it. (default: :obj:`None`)
         completion_tokens (int, optional): Tokens the model wrote, where the
             backend knows it. (default: :obj:`None`)
+        finish_reason (str, optional): Why the generation ended, where the
+            backend says: :obj:`"stop"` (end of text or a stop sequence) or
+            :obj:`"length"` (the token cap). (default: :obj:`None`)
     """
     text: str
     prompt_tokens: Optional[int] = None
     completion_tokens: Optional[int] = None
+    finish_reason: Optional[str] = None
 
 
 #: What :meth:`GenerationBackend.generate_many` hands the callback for one

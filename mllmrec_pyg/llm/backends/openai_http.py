@@ -6,7 +6,7 @@ import asyncio
 import base64
 import os
 import random
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from mllmrec_pyg.llm.backends.base import (
     BackendError,
@@ -16,6 +16,7 @@ from mllmrec_pyg.llm.backends.base import (
     GenerationRequest,
     ResultCallback,
 )
+from mllmrec_pyg.llm.backends.decoding import SERVER_DECODING, preset
 from mllmrec_pyg.llm.redact import API_KEY_ENV, redact_secrets
 
 #: Environment variables read when an argument is not given (first set wins;
@@ -34,6 +35,12 @@ DEAD_SERVER_ATTEMPTS = 3
 
 #: Most characters of a server's answer kept in an error message.
 _BODY_CHARS = 300
+
+#: Request fields the backend sets itself: not overridable by
+#: :obj:`extra_params`.
+_OWN_FIELDS = frozenset({'model', 'messages', 'stream', 'max_tokens',
+                         'temperature', 'seed', 'frequency_penalty',
+                         'presence_penalty', 'stop'})
 
 
 class ServerUnreachableError(ValueError):
@@ -118,6 +125,13 @@ class OpenAIHTTPBackend(GenerationBackend):
     first request, and one that does not list the model is an error (its
     completions would be cached under the other's name).
 
+    Repetition control comes from the :obj:`decoding` preset
+    (:mod:`~mllmrec_pyg.llm.backends.decoding`): by default
+    (:obj:`"guarded"`) :obj:`frequency_penalty` and :obj:`presence_penalty`
+    of 0.3 and a stop at the first blank line; :obj:`"legacy"` sends none of
+    them, as earlier versions did.  A request's system message is sent as a
+    :obj:`"system"` message before the user's.
+
     Args:
         base_url (str or List[str], optional): The API root, e.g.
             :obj:`"http://127.0.0.1:8080/v1"`, or several (a list or a
@@ -146,6 +160,21 @@ class OpenAIHTTPBackend(GenerationBackend):
             each retry. (default: :obj:`1.0`)
         max_backoff (float, optional): Largest retry delay in seconds.
             (default: :obj:`30.0`)
+        decoding (str, optional): The preset of the three settings below,
+            :obj:`"guarded"` or :obj:`"legacy"`. (default: :obj:`"guarded"`)
+        frequency_penalty (float, optional): Lowers a token's logit by this
+            much per earlier occurrence in the output (OpenAI's range:
+            -2 to 2). (default: the preset's, :obj:`0.3` / not sent)
+        presence_penalty (float, optional): Lowers a token's logit by this
+            much once it occurred in the output. (default: the preset's,
+            :obj:`0.3` / not sent)
+        stop (Sequence[str], optional): Up to 4 stop sequences; the server
+            leaves them out of the text. (default: the preset's,
+            :obj:`("\n\n",)` / not sent)
+        extra_params (Mapping[str, Any], optional): Further request fields
+            for a particular server, e.g. :obj:`{"repeat_penalty": 1.2}`
+            for llama.cpp or :obj:`{"repetition_penalty": 1.2}` for vLLM
+            (part of the cache key). (default: :obj:`None`)
     """
     name = 'openai'
     supports_images = True
@@ -155,8 +184,24 @@ class OpenAIHTTPBackend(GenerationBackend):
                  max_tokens: int = 160, temperature: float = 0.0,
                  seed: int = 0, max_concurrency: int = 4,
                  timeout: float = 120.0, max_retries: int = 5,
-                 backoff: float = 1.0, max_backoff: float = 30.0) -> None:
+                 backoff: float = 1.0, max_backoff: float = 30.0,
+                 decoding: str = 'guarded',
+                 frequency_penalty: Optional[float] = None,
+                 presence_penalty: Optional[float] = None,
+                 stop: Optional[Sequence[str]] = None,
+                 extra_params: Optional[Mapping[str, Any]] = None) -> None:
         super().__init__()
+        settings = preset(SERVER_DECODING, decoding,
+                          frequency_penalty=frequency_penalty,
+                          presence_penalty=presence_penalty, stop=stop)
+        if len(settings['stop']) > 4:
+            raise ValueError(f"At most 4 stop sequences (OpenAI's limit; got "
+                             f"{len(settings['stop'])})")
+        own = sorted(_OWN_FIELDS & set(extra_params or {}))
+        if own:
+            raise ValueError(f'extra_params cannot set {", ".join(own)}: use '
+                             'the backend argument (or command-line option) '
+                             'of that name')
         base_url = base_url or _from_env(BASE_URL_ENV)
         if isinstance(base_url, str):
             base_url = base_url.split(',')
@@ -193,11 +238,33 @@ class OpenAIHTTPBackend(GenerationBackend):
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.model = model or _from_env(MODEL_ENV) or ''
+        self.decoding = decoding
+        self.frequency_penalty: Optional[float] = settings['frequency_penalty']
+        self.presence_penalty: Optional[float] = settings['presence_penalty']
+        self.stop: Tuple[str, ...] = settings['stop']
+        self.extra_params: Dict[str, Any] = dict(extra_params or {})
+
+    def _decoding_fields(self) -> Dict[str, Any]:
+        # Only what is set: the legacy preset sends (and keys) exactly what
+        # earlier versions did.
+        fields: Dict[str, Any] = {}
+        if self.frequency_penalty is not None:
+            fields['frequency_penalty'] = self.frequency_penalty
+        if self.presence_penalty is not None:
+            fields['presence_penalty'] = self.presence_penalty
+        if self.stop:
+            fields['stop'] = list(self.stop)
+        return fields
 
     @property
     def generation_params(self) -> Dict[str, Any]:
-        return {'max_tokens': self.max_tokens,
-                'temperature': self.temperature, 'seed': self.seed}
+        params: Dict[str, Any] = {'max_tokens': self.max_tokens,
+                                  'temperature': self.temperature,
+                                  'seed': self.seed,
+                                  **self._decoding_fields()}
+        if self.extra_params:
+            params['extra_params'] = dict(sorted(self.extra_params.items()))
+        return params
 
     def _redact(self, text: str) -> str:
         r"""Returns :obj:`text` without the API key or anything that looks
@@ -290,12 +357,17 @@ class OpenAIHTTPBackend(GenerationBackend):
             url = f'data:{_image_mime(request.image)};base64,{encoded}'
             content = [{'type': 'image_url', 'image_url': {'url': url}},
                        {'type': 'text', 'text': request.prompt}]
+        messages: List[Dict[str, Any]] = [{'role': 'user', 'content': content}]
+        if request.system:
+            messages.insert(0, {'role': 'system', 'content': request.system})
         return {
             'model': self.model,
-            'messages': [{'role': 'user', 'content': content}],
+            'messages': messages,
             'max_tokens': self.max_tokens,
             'temperature': self.temperature,
             'seed': self.seed,
+            **self._decoding_fields(),
+            **self.extra_params,
             'stream': False,
         }
 
@@ -376,14 +448,19 @@ class OpenAIHTTPBackend(GenerationBackend):
     def _parse(self, response: Any) -> Generation:
         try:
             body = response.json()
-            text = body['choices'][0]['message']['content']
+            choice = body['choices'][0]
+            text = choice['message']['content']
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise BackendError('Malformed completion: '
                                f'{self._answer_text(response)}') from exc
         usage = body.get('usage') or {}
+        finish = choice.get('finish_reason') if isinstance(choice, dict) \
+            else None
         return Generation(text=(text or '').strip(),
                           prompt_tokens=usage.get('prompt_tokens'),
-                          completion_tokens=usage.get('completion_tokens'))
+                          completion_tokens=usage.get('completion_tokens'),
+                          finish_reason=finish if isinstance(finish, str)
+                          else None)
 
     async def _run(self, requests: Sequence[GenerationRequest],
                    on_result: ResultCallback) -> None:
@@ -438,4 +515,4 @@ class OpenAIHTTPBackend(GenerationBackend):
         urls = self.base_url if len(self.base_urls) == 1 else self.base_urls
         return (f'{self.__class__.__name__}(base_url={urls!r}, '
                 f'model={self.model!r}, max_concurrency='
-                f'{self.max_concurrency})')
+                f'{self.max_concurrency}, decoding={self.decoding!r})')

