@@ -197,23 +197,32 @@ def require_item_text(data: HeteroData) -> None:
                          'features')
 
 
-def encode_items(data: HeteroData) -> torch.Tensor:
+def encode_items(data: HeteroData, progress: bool = False) -> torch.Tensor:
     r"""Item features as ``mllmrec run`` computes them without image
     descriptions: all-MiniLM-L6-v2 embeddings of the composed item
     descriptions (:func:`encode_item_descriptions`), through the encoder's
-    content-keyed cache."""
+    content-keyed cache.
+
+    Args:
+        data (HeteroData): The dataset.
+        progress (bool, optional): Show the encoder's progress bar
+            (:class:`~mllmrec_pyg.llm.encode.TextEncoder`).
+            (default: :obj:`False`)
+    """
     require_item_text(data)
-    with TextEncoder() as encoder:
+    with TextEncoder(progress=progress) as encoder:
         return encode_item_descriptions(data, encoder)[0]
 
 
-def preference_features_from_file(data: HeteroData, path: str) -> Dict[str, Any]:
+def preference_features_from_file(data: HeteroData, path: str,
+                                  progress: bool = False) -> Dict[str, Any]:
     r"""Sets :obj:`data['user'].x` from the :obj:`preferences.tsv` of
     ``mllmrec prefer`` (all-MiniLM-L6-v2 embeddings; users without a
     preference keep the mean of their training items) and returns how, for
     the run's report.  The file must have been built on :obj:`data`'s
     split (:func:`~mllmrec_pyg.llm.outputs.read_preferences_tsv` checks its
     fingerprint); a full-history file warns loudly and is labelled LEAKED.
+    :obj:`progress` shows the encoder's progress bar (default: :obj:`False`).
     """
     from mllmrec_pyg.llm.outputs import read_preferences_tsv
 
@@ -223,7 +232,7 @@ def preference_features_from_file(data: HeteroData, path: str) -> Dict[str, Any]
         warnings.warn(f'{path} was generated from the FULL history (validation and test '
                       'items included): every metric of this run is LEAKED',
                       FullHistoryLeakWarning, stacklevel=2)
-    with TextEncoder() as encoder:
+    with TextEncoder(progress=progress) as encoder:
         data['user'].x, encoded = preference_user_features(
             data, texts, encoder, mean_of_training_items(data, data['item'].x))
         name = encoder.name

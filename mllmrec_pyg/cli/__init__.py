@@ -23,6 +23,8 @@ _COMMANDS: List[str] = [
     'run',
     'report',
     'compare',
+    'grid',
+    'embed_plot',
 ]
 
 

@@ -1,21 +1,23 @@
-r"""Command-line options shared by ``mllmrec describe`` and
-``mllmrec prefer``: the backend, its model and server, and the cache; and
-the argparse types :func:`positive_int` and :func:`positive_float`, which
-refuse a zero or negative value at parse time with the option named."""
+r"""Command-line options shared by ``mllmrec describe``, ``mllmrec prefer``
+and ``mllmrec run``: the backend, its model and server, its decoding, the
+preference settings (system prompt, runaway cut) and the cache; and the
+argparse types :func:`positive_int` and :func:`positive_float`, which refuse
+a zero or negative value at parse time with the option named."""
 from __future__ import annotations
 
 import argparse
 import json
 import math
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from mllmrec_pyg.llm.backends import BACKENDS, GenerationBackend, make_backend
 from mllmrec_pyg.llm.backends.decoding import DECODINGS
 from mllmrec_pyg.llm.cache import GenerationCache
 
-__all__ = ['add_backend_options', 'add_http_options', 'backend_options', 'build_backend',
-           'open_cache', 'open_cache_and_backend', 'positive_float', 'positive_int',
-           'server_param']
+__all__ = ['add_backend_options', 'add_decoding_options', 'add_http_options',
+           'add_preference_options', 'backend_options', 'build_backend', 'open_cache',
+           'open_cache_and_backend', 'positive_float', 'positive_int', 'server_param',
+           'server_params', 'system_prompt']
 
 
 def positive_int(text: str) -> int:
@@ -85,6 +87,75 @@ def add_http_options(parser: Any) -> None:
                         help="seconds per request attempt ('openai'; default: 120)")
 
 
+def add_decoding_options(parser: Any) -> None:
+    r"""``--decoding`` and ``--server-param`` of the text backends, on a
+    parser or an argument group (``prefer``, ``describe``, ``run``); both are
+    part of the generation cache key and of ``run``'s stage keys."""
+    parser.add_argument('--decoding', choices=DECODINGS, default=DECODINGS[0],
+                        help="repetition control of the text backends: 'guarded' "
+                        "('smollm2'/'hf': repetition_penalty 1.05, "
+                        'no_repeat_ngram_size 4, frequency and presence penalties 0.3 '
+                        "on the output, stop at a blank line; 'openai': "
+                        'frequency_penalty 0.3, presence_penalty 0.3, stop at a blank '
+                        "line) or 'legacy' (none of these, as earlier versions; their "
+                        "cached outputs are reused) (default: 'guarded')")
+    parser.add_argument('--server-param', type=server_param, action='append',
+                        default=None, metavar='KEY=VALUE',
+                        help="a further request field for an 'openai' server, e.g. "
+                        'repeat_penalty=1.2 (llama.cpp) or repetition_penalty=1.2 '
+                        '(vLLM); repeatable; part of the cache key (default: none)')
+
+
+def add_preference_options(parser: Any) -> None:
+    r"""``--system-prompt`` and ``--no-runaway-cut`` of Prompt2 (``prefer``,
+    ``run``), on a parser or an argument group; read them with
+    :func:`system_prompt` and :obj:`not args.no_runaway_cut`."""
+    parser.add_argument('--system-prompt', default='default',
+                        metavar='{default,none,FILE}',
+                        help="the system message sent before Prompt2: 'default' (asks "
+                        "for one paragraph of prose, not a list), 'none' (Prompt2 alone, "
+                        "as earlier versions) or a text file (default: 'default')")
+    parser.add_argument('--no-runaway-cut', action='store_true',
+                        help='write the preferences as generated; by default a 3-gram '
+                        'repeated 3+ times is cut at its second occurrence (back to the '
+                        'last full sentence), a list after its 5th line, and an answer '
+                        'the token cap interrupted after its last full sentence '
+                        '(default: off, the preferences are cut)')
+
+
+def system_prompt(value: str) -> Optional[str]:
+    r"""The system message of ``--system-prompt``: :obj:`"default"` is
+    :obj:`~mllmrec_pyg.llm.prompts.PREFERENCE_SYSTEM_PROMPT`, :obj:`"none"`
+    is :obj:`None` (no system message), anything else a text file's
+    content.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: If the file is empty.
+    """
+    from mllmrec_pyg.llm.prompts import PREFERENCE_SYSTEM_PROMPT
+
+    if value == 'default':
+        return PREFERENCE_SYSTEM_PROMPT
+    if value == 'none':
+        return None
+    try:
+        with open(value, encoding='utf-8') as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--system-prompt '{value}' not found: pass "
+                                "'default', 'none' or a text file") from None
+    if not text:
+        raise ValueError(f"--system-prompt '{value}' is empty: pass 'none' to "
+                         'send no system message')
+    return text
+
+
+def server_params(pairs: Optional[Sequence[Tuple[str, Any]]]) -> Dict[str, Any]:
+    r"""The fields of the repeated ``--server-param`` (later ones win)."""
+    return dict(pairs or ())
+
+
 def add_backend_options(parser: argparse.ArgumentParser,
                         default_backend: str) -> None:
     r"""The ``backend`` option group: backend, model, server, generation
@@ -107,19 +178,7 @@ def add_backend_options(parser: argparse.ArgumentParser,
                        help='most tokens to generate (default: 160)')
     group.add_argument('--seed', type=int, default=0,
                        help='generation seed (default: 0)')
-    group.add_argument('--decoding', choices=DECODINGS, default=DECODINGS[0],
-                       help="repetition control of the text backends: 'guarded' "
-                       "(default; 'smollm2'/'hf': repetition_penalty 1.05, "
-                       'no_repeat_ngram_size 4, frequency and presence penalties 0.3 '
-                       "on the output, stop at a blank line; 'openai': "
-                       'frequency_penalty 0.3, presence_penalty 0.3, stop at a blank '
-                       "line) or 'legacy' (none of these, as earlier versions; their "
-                       'cached outputs are reused)')
-    group.add_argument('--server-param', type=server_param, action='append',
-                       default=None, metavar='KEY=VALUE',
-                       help="a further request field for an 'openai' server, e.g. "
-                       'repeat_penalty=1.2 (llama.cpp) or repetition_penalty=1.2 '
-                       '(vLLM); repeatable; part of the cache key')
+    add_decoding_options(group)
     add_http_options(group)
     group.add_argument('--batch-size', type=positive_int, default=1,
                        help="text prompts generated together by a local model ('hf'; "
@@ -193,7 +252,7 @@ def build_backend(args: argparse.Namespace) -> GenerationBackend:
     options = backend_options(args.backend, args.max_new_tokens, args.concurrency,
                               args.timeout, threads=args.threads, seed=args.seed,
                               batch_size=args.batch_size, decoding=args.decoding,
-                              server_params=dict(args.server_param or ()))
+                              server_params=server_params(args.server_param))
     return make_backend(args.backend, model=args.model, base_url=args.base_url,
                         **options)
 

@@ -18,8 +18,10 @@ from typing import Any, Mapping, Optional, Sequence
 
 from mllmrec_pyg.cli._llm_options import (
     add_backend_options,
+    add_preference_options,
     open_cache_and_backend,
     positive_int,
+    system_prompt,
 )
 
 
@@ -72,16 +74,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    'timestamps (default: 0)')
     p.add_argument('--template', default=None, metavar='FILE',
                    help="a Prompt2 override (text with '{list}')")
-    p.add_argument('--system-prompt', default='default',
-                   metavar='{default,none,FILE}',
-                   help="the system message sent before Prompt2: 'default' (asks "
-                   "for one paragraph of prose, not a list), 'none' (Prompt2 alone, "
-                   'as earlier versions) or a text file')
-    p.add_argument('--no-runaway-cut', action='store_true',
-                   help='write the texts as generated; by default a 3-gram repeated '
-                   '3+ times is cut at its second occurrence (back to the last full '
-                   'sentence), a list after its 5th line, and an answer the token '
-                   'cap interrupted after its last full sentence')
+    add_preference_options(p)
     p.add_argument('--cached-only', action='store_true',
                    help='make no call: write the users the cache already '
                    'holds (e.g. while a long run goes on) and count the rest '
@@ -111,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             args.max_description_words < 1:
         raise ValueError('--max-description-words must be >= 1 (or left out '
                          "for the encoder's cut, as `mllmrec run`)")
-    system = _system_prompt(args.system_prompt)
+    system = system_prompt(args.system_prompt)
     data = load_dataset(args.path)
     images = (read_descriptions_tsv(args.descriptions, data)
               if args.descriptions else None)
@@ -174,25 +167,6 @@ def run(args: argparse.Namespace) -> int:
           f"pending) -> {args.out}", file=sys.stderr)
     print(quality_line(summary['quality']), file=sys.stderr)
     return 0 if summary['failures'] == 0 else 1
-
-
-def _system_prompt(value: str) -> Optional[str]:
-    from mllmrec_pyg.llm.prompts import PREFERENCE_SYSTEM_PROMPT
-
-    if value == 'default':
-        return PREFERENCE_SYSTEM_PROMPT
-    if value == 'none':
-        return None
-    try:
-        with open(value, encoding='utf-8') as f:
-            text = f.read().strip()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"--system-prompt '{value}' not found: pass "
-                                "'default', 'none' or a text file") from None
-    if not text:
-        raise ValueError(f"--system-prompt '{value}' is empty: pass 'none' to "
-                         'send no system message')
-    return text
 
 
 def _percent(value: Any) -> str:

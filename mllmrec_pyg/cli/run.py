@@ -23,7 +23,15 @@ from __future__ import annotations
 import argparse
 from typing import Optional, Tuple
 
-from mllmrec_pyg.cli._llm_options import add_http_options, backend_options, positive_int
+from mllmrec_pyg.cli._llm_options import (
+    add_decoding_options,
+    add_http_options,
+    add_preference_options,
+    backend_options,
+    positive_int,
+    server_params,
+    system_prompt,
+)
 from mllmrec_pyg.cli.train import (
     add_config_options,
     add_run_options,
@@ -95,6 +103,10 @@ def _add_pipeline_parser(p: argparse.ArgumentParser) -> None:
                    help='most tokens per generation (default: 96, short enough for the '
                    "default CPU run; 'mllmrec prefer' defaults to 160)")
     add_http_options(p)
+    # The same options as `mllmrec prefer`'s; all of them are part of the
+    # prefer stage's key (and --decoding and --server-param of describe's).
+    add_decoding_options(p)
+    add_preference_options(p)
     p.add_argument('--preference-source', choices=('train', 'full_history'),
                    default='train',
                    help="'train' (default) or the reference's LEAKY 'full_history'")
@@ -112,16 +124,29 @@ def _add_pipeline_parser(p: argparse.ArgumentParser) -> None:
 def backend_specs(args: argparse.Namespace) -> Tuple[Optional[BackendSpec],
                                                    Optional[BackendSpec]]:
     r"""The describe and prefer backends of ``run`` (built only if their
-    stage runs)."""
+    stage runs), both with ``--decoding``; ``--server-param`` goes to those
+    of them that are :obj:`"openai"`.
+
+    Raises:
+        ValueError: If ``--server-param`` is given and neither backend is
+            :obj:`"openai"`.
+    """
     import torch
 
     threads = 1 if not torch.cuda.is_available() else None
+    fields = server_params(args.server_param)
+    names = (args.describe_backend, args.prefer_backend)
+    if fields and 'openai' not in names:
+        raise ValueError("--server-param applies to an 'openai' backend only "
+                         f"(--describe-backend '{names[0]}' and --prefer-backend "
+                         f"'{names[1]}' send no HTTP request)")
 
     def spec(name: str, model: Optional[str]) -> Optional[BackendSpec]:
         if name == 'none':
             return None
         return BackendSpec(name, model, args.base_url, backend_options(
-            name, args.max_new_tokens, args.concurrency, args.timeout, threads=threads))
+            name, args.max_new_tokens, args.concurrency, args.timeout, threads=threads,
+            decoding=args.decoding, server_params=fields if name == 'openai' else None))
 
     describe = spec(args.describe_backend, args.describe_model)
     prefer = spec(args.prefer_backend, args.prefer_model)
@@ -136,20 +161,24 @@ def run(args: argparse.Namespace) -> int:
         run_pipeline,
     )
     from mllmrec_pyg.experiment.pipeline import first_users
+    from mllmrec_pyg.llm.prompts import PreferencePrompt
 
     check_out_dir(args.out)
+    # Option errors before the dataset loads.
+    template = PreferencePrompt(system=system_prompt(args.system_prompt))
+    describe, prefer = backend_specs(args)
     config = build_config(args.path, recipe=args.recipe, config=args.config,
                           overrides=shortcut_overrides(args), model='mllmrec', log=say)
     data = load_experiment_data(config, args.path)
     users = first_users(args.llm_users, int(data['user'].num_nodes))
-    describe, prefer = backend_specs(args)
     if users == []:
         prefer = None
     result = run_pipeline(data, config, args.out, describe=describe, prefer=prefer,
                           users=users, preference_source=args.preference_source,
                           cache=args.cache, force=args.force, device=args.device,
                           progress=not args.no_progress, until=UNTIL.get(args.command),
-                          allow_stand_in=args.allow_stand_in, log=say)
+                          allow_stand_in=args.allow_stand_in, log=say, template=template,
+                          runaway_cut=not args.no_runaway_cut)
     if result is None:
         say(f'{args.command}: done -> {args.out}')
         return 0

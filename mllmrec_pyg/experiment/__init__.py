@@ -13,7 +13,9 @@ finished work.
   evaluate -> report);
 * :mod:`~mllmrec_pyg.experiment.store`: the content-keyed stage records;
 * :mod:`~mllmrec_pyg.experiment.compare`: :func:`compare_runs`, runs side
-  by side with paired t-tests.
+  by side with paired t-tests;
+* :mod:`~mllmrec_pyg.experiment.sweep`: :func:`run_sweep`, a sensitivity
+  grid selected on validation, with its heat map or line plot.
 """
 from .compare import Comparison, compare_runs
 from .config import (
@@ -33,8 +35,11 @@ from .runner import (
     run_experiment,
 )
 from .store import STAGES, StageStore, check_out_dir, content_key
+from .sweep import SweepResult, run_sweep
 
 __all__ = [
+    'SweepResult',
+    'run_sweep',
     'SECTIONS',
     'STAGES',
     'BackendSpec',

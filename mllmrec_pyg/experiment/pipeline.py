@@ -22,6 +22,7 @@ from torch_geometric.data import HeteroData
 
 from mllmrec_pyg.llm.backends import GenerationBackend
 from mllmrec_pyg.llm.cache import GenerationCache
+from mllmrec_pyg.llm.prompts import PreferencePrompt
 from mllmrec_pyg.llm.text import ItemDescriptions
 
 from .config import ExperimentConfig
@@ -177,21 +178,34 @@ def describe_stage(data: HeteroData, backend: Union[GenerationBackend, BackendSp
 def prefer_stage(data: HeteroData, backend: Union[GenerationBackend, BackendSpec],
                  cache: GenerationCache, items: ItemDescriptions, out: str,
                  store: Optional[StageStore] = None, source: str = 'train',
-                 users: Optional[Sequence[int]] = None, progress: bool = True
+                 users: Optional[Sequence[int]] = None, progress: bool = True,
+                 template: Optional[PreferencePrompt] = None, runaway_cut: bool = True
                  ) -> Tuple[Dict[int, str], Dict[str, Any]]:
     r"""Prompt2: user preferences from the descriptions :obj:`items` of each
     user's TRAINING items (or the LEAKY full history) into
     :obj:`out/prefer/` (or read back when up to date); returns the
-    preference per user index and the run's summary."""
+    preference per user index and the run's summary.
+
+    The stage key holds everything that makes the texts written: the split,
+    the item descriptions, the backend's settings (its decoding preset and
+    server fields among them), the source, the users, Prompt2 and its
+    system message (:obj:`template`, default :obj:`PreferencePrompt()`), the
+    history policy and :obj:`runaway_cut`; not :obj:`progress`."""
+    from dataclasses import asdict
+
     from mllmrec_pyg.data import split_fingerprint
     from mllmrec_pyg.llm.outputs import read_preferences_tsv
-    from mllmrec_pyg.llm.prefer import generate_preferences
+    from mllmrec_pyg.llm.prefer import HistoryPolicy, generate_preferences
 
+    template = template or PreferencePrompt()
+    policy = HistoryPolicy()
     folder = os.path.join(out, 'prefer')
     backend_key = _backend_key(backend)
     key = None if backend_key is None else content_key(
         'prefer', split_fingerprint(data), items.texts, backend_key, source,
-        None if users is None else list(users))
+        None if users is None else list(users),
+        {'prompt': template.template, 'system_prompt': template.system,
+         'history_policy': asdict(policy), 'runaway_cut': runaway_cut})
     files = [os.path.join('prefer', f) for f in ('preferences.tsv', 'summary.json')]
 
     def read() -> Tuple[Dict[int, str], Dict[str, Any]]:
@@ -209,7 +223,8 @@ def prefer_stage(data: HeteroData, backend: Union[GenerationBackend, BackendSpec
     built, owned = _as_backend(backend)
     try:
         prefs = generate_preferences(data, built, cache, items.texts, source=source,  # type: ignore[arg-type]
-                                     users=users, progress=progress)
+                                     policy=policy, template=template, users=users,
+                                     progress=progress, runaway_cut=runaway_cut)
         prefs.write(data, folder)
         summary = prefs.summary(data)
     finally:
@@ -231,7 +246,8 @@ def prefer_stage(data: HeteroData, backend: Union[GenerationBackend, BackendSpec
 def encode_stage(data: HeteroData, items: ItemDescriptions,
                  preferences: Optional[Mapping[int, str]], out: Optional[str] = None,
                  store: Optional[StageStore] = None, encoder: Any = None,
-                 prefer_key: Optional[str] = None) -> Tuple[str, int]:
+                 prefer_key: Optional[str] = None, progress: bool = False
+                 ) -> Tuple[str, int]:
     r"""all-MiniLM-L6-v2 embeddings (Eq. 4-5): sets :obj:`data['item'].x`
     from the item descriptions and :obj:`data['user'].x` from the
     preferences (users without one: the mean of their training items), or
@@ -243,7 +259,11 @@ def encode_stage(data: HeteroData, items: ItemDescriptions,
     key, when there is one: a rerun that reads ``preferences.tsv`` back
     (where each text is one line) then reuses the features encoded from
     the generations themselves, which sentence-transformers may embed
-    differently in the last float bits (its batches are padded together)."""
+    differently in the last float bits (its batches are padded together).
+
+    :obj:`progress` shows the default encoder's progress bar (an
+    :obj:`encoder` passed in keeps its own setting); it is not part of the
+    key."""
     from mllmrec_pyg.llm.encode import DEFAULT_ENCODER, TextEncoder
     from mllmrec_pyg.pipeline import (
         encode_item_texts,
@@ -282,7 +302,7 @@ def encode_stage(data: HeteroData, items: ItemDescriptions,
     if store is not None:
         store.invalidate('encode')
     own = encoder is None
-    encoder = encoder or TextEncoder()
+    encoder = encoder or TextEncoder(progress=progress)
     try:
         data['item'].x, items.counts['empty'] = encode_item_texts(encoder, items.texts)
         stand_in = mean_of_training_items(data, data['item'].x)
@@ -309,7 +329,8 @@ def reason(data: HeteroData, out: str, prefer: Union[GenerationBackend, BackendS
            preference_source: str = 'train', users: Optional[Sequence[int]] = None,
            store: Optional[StageStore] = None, encoder: Any = None,
            progress: bool = True, allow_stand_in: bool = True,
-           log: Log = _quiet) -> Dict[str, Any]:
+           log: Log = _quiet, template: Optional[PreferencePrompt] = None,
+           runaway_cut: bool = True) -> Dict[str, Any]:
     r"""The reasoning stages (describe, prefer, encode) on :obj:`data`:
     sets :obj:`data['item'].x` (:math:`e_i`, Eq. 4) and
     :obj:`data['user'].x` (:math:`e_u`, Eq. 5) and returns how they were
@@ -336,13 +357,21 @@ def reason(data: HeteroData, out: str, prefer: Union[GenerationBackend, BackendS
             (default: :obj:`None`)
         encoder (TextEncoder, optional): An open encoder to use.
             (default: :obj:`None`, the default one, opened if needed)
-        progress (bool, optional): Show progress bars. (default: :obj:`True`)
+        progress (bool, optional): Show progress bars (the default encoder's
+            too; an :obj:`encoder` passed in keeps its own setting).
+            (default: :obj:`True`)
         allow_stand_in (bool, optional): Go on when NO user asked for got an
             LLM preference (all use the stand-in); :obj:`False` raises
             :class:`NoLLMPreferenceError` before anything is encoded.
             (default: :obj:`True`)
         log (callable, optional): Receives the line saying how many users
             got an LLM preference. (default: silent)
+        template (PreferencePrompt, optional): Prompt2 and its system
+            message. (default: :obj:`None`, :obj:`PreferencePrompt()`:
+            Prompt2 after :obj:`~mllmrec_pyg.llm.prompts.PREFERENCE_SYSTEM_PROMPT`)
+        runaway_cut (bool, optional): Cut repetition loops and runaway lists
+            off the preferences (:func:`~mllmrec_pyg.llm.quality.cut_runaway`).
+            (default: :obj:`True`)
     """
     from mllmrec_pyg.llm.text import prompt_item_descriptions
 
@@ -364,12 +393,13 @@ def reason(data: HeteroData, out: str, prefer: Union[GenerationBackend, BackendS
     summary: Dict[str, Any] = {}
     if prefer is not None:
         preferences, summary = prefer_stage(data, prefer, cache, items, out, store,
-                                            preference_source, users, progress)
+                                            preference_source, users, progress,
+                                            template=template, runaway_cut=runaway_cut)
         asked = len(users) if users is not None else int(data['user'].num_nodes)
         check_preferences(preferences, summary, asked,
                           os.path.join(out, 'prefer', 'summary.json'), allow_stand_in, log)
     name, encoded = encode_stage(data, items, preferences, out, store, encoder,
-                                 prefer_key=summary.get('stage_key'))
+                                 prefer_key=summary.get('stage_key'), progress=progress)
     item_features = f'{name} embeddings of D_m = item text + {described_by}'
     if prefer is None:
         return {'item_features': item_features,
@@ -425,6 +455,8 @@ def run_pipeline(
     until: Optional[str] = None,
     allow_stand_in: bool = False,
     log: Log = _quiet,
+    template: Optional[PreferencePrompt] = None,
+    runaway_cut: bool = True,
 ) -> Optional[ExperimentResult]:
     r"""``mllmrec run``: the reasoning stages, then
     :func:`~mllmrec_pyg.experiment.run_experiment` for the graph, training,
@@ -458,6 +490,12 @@ def run_pipeline(
             :class:`NoLLMPreferenceError` before encoding and training.
             (default: :obj:`False`)
         log (callable, optional): One-line messages. (default: silent)
+        template (PreferencePrompt, optional): Prompt2 and its system
+            message, part of the prefer stage's key. (default: :obj:`None`,
+            :obj:`PreferencePrompt()`)
+        runaway_cut (bool, optional): Cut repetition loops and runaway lists
+            off the preferences; part of the prefer stage's key.
+            (default: :obj:`True`)
 
     The run folder, :obj:`$MLLMREC_HOME` and the cache are checked before
     anything is loaded, generated or trained.
@@ -479,13 +517,14 @@ def run_pipeline(
     try:
         inputs = reason(data, out_dir, prefer, generation_cache, describe=describe,
                         preference_source=preference_source, users=users, store=store,
-                        progress=progress, allow_stand_in=allow_stand_in, log=log)
+                        progress=progress, allow_stand_in=allow_stand_in, log=log,
+                        template=template, runaway_cut=runaway_cut)
     finally:
         generation_cache.close()
     if until in ('describe', 'prefer', 'encode'):
         return None
     if until == 'graph':
-        prepare_experiment(data, config, store, inputs)
+        prepare_experiment(data, config, store, inputs, progress=progress)
         return None
     result = run_experiment(data, config, out_dir, inputs=inputs, force=force,
                             device=device, progress=progress, log=log)

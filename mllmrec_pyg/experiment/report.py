@@ -30,7 +30,7 @@ from .config import ExperimentConfig
 #: The version of what :func:`write_report` writes; part of the report
 #: stage's key, so a run folder written by an older version gets the new
 #: report (and plots) on its next run.
-REPORT_FORMAT = 2
+REPORT_FORMAT = 3
 
 #: The metric families and cut-offs of the accuracy table.
 TABLE_METRICS = ('recall', 'ndcg', 'precision', 'map')
@@ -154,6 +154,31 @@ def beyond_accuracy_table(metrics: Mapping[str, Any]) -> List[str]:
     if not any(n in (metrics.get(s) or {}) for s in ('val', 'test') for n in names):
         return []
     return _table(metrics, names)
+
+
+#: The columns of the representation table: (header, ``metrics.json`` key).
+_REPRESENTATION_COLUMNS = (('alignment', 'alignment'),
+                           ('uniformity (users)', 'uniformity_user'),
+                           ('uniformity (items)', 'uniformity_item'),
+                           ('uniformity', 'uniformity'), ('pairs', 'num_pairs'))
+
+
+def representation_table(metrics: Mapping[str, Any]) -> List[str]:
+    r"""The Markdown table of the alignment and uniformity of the final
+    representations (:func:`~mllmrec_pyg.metrics.representation_summary`)
+    for val and test (empty when the run did not record them)."""
+    block = metrics.get('representation') or {}
+    splits = [s for s in ('val', 'test') if isinstance(block.get(s), Mapping)]
+    if not splits:
+        return []
+    lines = ['| split | ' + ' | '.join(h for h, _ in _REPRESENTATION_COLUMNS) + ' |',
+             '|' + '---|' * (1 + len(_REPRESENTATION_COLUMNS))]
+    for split in splits:
+        values = block[split]
+        cells = [str(values[k]) if k == 'num_pairs' and isinstance(values.get(k), int)
+                 else _cells(values, [k])[0] for _, k in _REPRESENTATION_COLUMNS]
+        lines.append(f'| {split} | ' + ' | '.join(cells) + ' |')
+    return lines
 
 
 def _read_csv(path: str) -> List[Dict[str, str]]:
@@ -309,6 +334,12 @@ def write_report(run_dir: str, config: ExperimentConfig,
     if beyond:
         lines += ['', 'Beyond accuracy (catalogue coverage; novelty, the mean '
                   'self-information of the recommended items):', ''] + beyond
+    representation = representation_table(metrics)
+    if representation:
+        lines += ['', 'Representations (Wang et al., KDD 2022: alignment of the positive '
+                  'pairs and uniformity of the users and items of each split, on the '
+                  'L2-normalised final representations; lower is better for both):',
+                  ''] + representation
 
     log_path, why = training_log(run_dir, metrics)
     plots: List[Tuple[str, str]] = []

@@ -215,11 +215,13 @@ def needs_item_graph(config: ExperimentConfig) -> bool:
 
 
 def prepare_features(data: HeteroData, config: ExperimentConfig,
-                     preferences: Optional[str] = None) -> Dict[str, Any]:
+                     preferences: Optional[str] = None,
+                     progress: bool = False) -> Dict[str, Any]:
     r"""Adds the features :obj:`config`'s model reads to :obj:`data` (item
     features; for MLLMRec the user features: the encoded
     :obj:`preferences` file or the training-items stand-in) and returns a
-    description of what was added."""
+    description of what was added; :obj:`progress` shows the encoder's
+    progress bar (on a terminal)."""
     from mllmrec_pyg.pipeline import (
         encode_items,
         mean_of_training_items,
@@ -237,7 +239,7 @@ def prepare_features(data: HeteroData, config: ExperimentConfig,
         own = [n for n in ('text_feat', 'image_feat', 'audio_feat')
                if getattr(item, n, None) is not None]
         if getattr(item, 'x', None) is None and not own:
-            item.x = encode_items(data)
+            item.x = encode_items(data, progress=progress)
             own.append('x (all-MiniLM-L6-v2 embeddings of the item text fields)')
         elif getattr(item, 'x', None) is not None:
             own.append("x (data['item'].x)")
@@ -254,7 +256,7 @@ def prepare_features(data: HeteroData, config: ExperimentConfig,
         info['item_features'] = "the dataset's " + ' + '.join(f'{n}.npy' for n in own)
         return info
     if getattr(item, 'x', None) is None:
-        item.x = encode_items(data)
+        item.x = encode_items(data, progress=progress)
         info['item_features'] = ('all-MiniLM-L6-v2 embeddings of the item text fields '
                                  '(composed and cut to the encoder budget)')
     else:
@@ -266,7 +268,7 @@ def prepare_features(data: HeteroData, config: ExperimentConfig,
     if user_init != 'features':
         info['user_features'] = 'learnable ID embeddings (w/o reasoning)'
     elif preferences is not None:
-        info.update(preference_features_from_file(data, preferences))
+        info.update(preference_features_from_file(data, preferences, progress=progress))
     elif getattr(data['user'], 'x', None) is None:
         data['user'].x = mean_of_training_items(data, item.x)
         info['user_features'] = USER_STAND_IN
@@ -276,16 +278,21 @@ def prepare_features(data: HeteroData, config: ExperimentConfig,
 
 
 def build_item_graph(data: HeteroData, config: ExperimentConfig,
-                     store: Optional[StageStore] = None) -> Dict[str, Any]:
+                     store: Optional[StageStore] = None,
+                     candidates: Optional[Any] = None,
+                     progress: bool = False) -> Dict[str, Any]:
     r"""The graph stage: applies :class:`~mllmrec_pyg.transforms.RefineItemGraph`
     with :obj:`config.graph` to :obj:`data` in place, or loads the graph a
     previous run built from the same item features, training edges and
-    settings (``graph/item_graph.pt``)."""
+    settings (``graph/item_graph.pt``).  :obj:`candidates` (a
+    :class:`~mllmrec_pyg.transforms.CandidateCache`) shares the searches
+    between the points of a sweep; :obj:`progress` shows the searches'
+    progress bars (on a terminal)."""
     from mllmrec_pyg.data import split_fingerprint
     from mllmrec_pyg.nn.models import ITEM_SIMILAR
     from mllmrec_pyg.transforms import RefineItemGraph
 
-    transform = RefineItemGraph(**config.graph)
+    transform = RefineItemGraph(**config.graph, candidates=candidates, progress=progress)
     keys = transform.keys
     missing = [k for k in keys if getattr(data['item'], k, None) is None]
     if missing:
@@ -328,15 +335,16 @@ def build_item_graph(data: HeteroData, config: ExperimentConfig,
 
 def prepare_experiment(data: HeteroData, config: ExperimentConfig,
                        store: Optional[StageStore] = None,
-                       inputs: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+                       inputs: Optional[Mapping[str, Any]] = None,
+                       progress: bool = False) -> Dict[str, Any]:
     r"""Everything before training: the features the model reads
     (:func:`prepare_features`) and, for MLLMRec, the refined item graph
     (:func:`build_item_graph`).  Returns how the inputs were made, merged
     with :obj:`inputs` (the reasoning stages' account)."""
-    info = {**prepare_features(data, config, config.dataset.get('preferences')),
+    info = {**prepare_features(data, config, config.dataset.get('preferences'), progress),
             **(inputs or {})}
     if needs_item_graph(config):
-        info.update(build_item_graph(data, config, store))
+        info.update(build_item_graph(data, config, store, progress=progress))
     return info
 
 
@@ -531,10 +539,26 @@ def write_topk(path: str, data: HeteroData, users: Tensor, lists: List[List[int]
             f.write('\t'.join([str(user_ids[user])] + [str(item_ids[i]) for i in items]) + '\n')
 
 
+def _final_representations(model: Any) -> Tuple[Tensor, Tensor]:
+    r"""The model's final :obj:`(user, item)` representations, its
+    :meth:`embed` in evaluation mode without gradients (as the evaluator
+    scores them), as :obj:`float32` CPU tensors."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            user, item = model.embed()
+    finally:
+        model.train(was_training)
+    return user.detach().float().cpu(), item.detach().float().cpu()
+
+
 def _evaluate_and_write(data: HeteroData, config: ExperimentConfig, model: Any, trainer: Any,
                         out_dir: Optional[str]) -> Tuple[EvaluationResult, EvaluationResult]:
     r"""The evaluate stage: validation and test at the best epoch, the
-    per-user files and ``topk_test.tsv``."""
+    per-user files, ``topk_test.tsv`` and ``representations.pt`` (the final
+    ``'user'`` and ``'item'`` representations, and ``'user_num_train'``,
+    each user's number of training interactions)."""
     splits = [s for s in ('val', 'test') if s in trainer.evaluator.splits]
     if 'test' not in splits:
         raise ValueError(f'{getattr(data, "name", "the dataset")}: the dataset has no test '
@@ -547,6 +571,15 @@ def _evaluate_and_write(data: HeteroData, config: ExperimentConfig, model: Any, 
         k = min(TOPK_FILE_K, int(data['item'].num_nodes))
         lists = trainer.evaluator.recommend(model, test.users, split='test', k=k)
         write_topk(os.path.join(out_dir, 'topk_test.tsv'), data, test.users, lists, k)
+        from mllmrec_pyg.data import train_edge_index
+        from mllmrec_pyg.utils.paths import replace_file
+
+        user, item = _final_representations(model)
+        num_train = torch.bincount(train_edge_index(data)[0].cpu(),
+                                   minlength=int(data['user'].num_nodes))
+        saved = {'user': user, 'item': item, 'user_num_train': num_train}
+        replace_file(os.path.join(out_dir, 'representations.pt'),
+                     lambda tmp: torch.save(saved, tmp))
     return val, test
 
 
@@ -594,6 +627,19 @@ def _metrics(data: HeteroData, config: ExperimentConfig, val: EvaluationResult,
         'timing': {'mean_epoch_s': history_mean(history, 'train_time_s'),
                    'mean_val_eval_s': history_mean(history, 'eval_time_s'),
                    'total_s': time.perf_counter() - started},
+    }
+    from mllmrec_pyg.data import split_edge_index
+    from mllmrec_pyg.metrics import representation_summary
+
+    user, item = _final_representations(model)
+    metrics['representation'] = {
+        'definition': 'Wang et al. (KDD 2022): L2-normalised embed() outputs; alignment: '
+                      "mean squared distance over the split's distinct positive pairs; "
+                      'uniformity (t=2): log mean exp(-2 squared distance) over the pairs of '
+                      "the split's users, of its items (a seeded sample of 10000 beyond), "
+                      'and their mean (DirectAU)',
+        **{split: representation_summary(user, item, split_edge_index(data, split))
+           for split in trainer.evaluator.splits if split_edge_index(data, split).numel()},
     }
     if grid_info is not None:
         metrics['grid_search'] = grid_info
@@ -676,7 +722,8 @@ def _train_and_evaluate(data: HeteroData, config: ExperimentConfig, out_dir: Opt
 
 
 #: The files of an evaluate stage.
-EVALUATE_OUTPUTS = ('metrics.json', 'per_user_val.npz', 'per_user_test.npz', 'topk_test.tsv')
+EVALUATE_OUTPUTS = ('metrics.json', 'per_user_val.npz', 'per_user_test.npz', 'topk_test.tsv',
+                    'representations.pt')
 
 
 def run_experiment(
@@ -742,7 +789,7 @@ def run_experiment(
         config.save(store.path('config.json'))
 
     seed_everything(config.seed, deterministic)
-    info = prepare_experiment(data, config, store, inputs)
+    info = prepare_experiment(data, config, store, inputs, progress=progress)
 
     train_key = input_key(data, config)
     from .report import REPORT_FORMAT

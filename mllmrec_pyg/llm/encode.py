@@ -16,18 +16,24 @@ import hashlib
 import json
 import os
 import sqlite3
+import sys
 import threading
 from typing import Any, List, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from mllmrec_pyg.data.hashing import mllmrec_home
 from mllmrec_pyg.llm._quiet import no_weight_loading_bar
 
 #: The default encoder's name as recorded in cache keys and outputs.
 DEFAULT_ENCODER = 'sentence-transformers/all-MiniLM-L6-v2'
+
+#: Seconds of encoding before the progress bar appears (a short encoding
+#: prints nothing).
+PROGRESS_DELAY = 3.0
 
 
 def default_embedding_cache_path() -> str:
@@ -95,12 +101,16 @@ class TextEncoder:
         cache (str or bool, optional): The SQLite cache file, :obj:`True`
             for :obj:`$MLLMREC_HOME/llm/embeddings.sqlite`, :obj:`False` for
             no cache. (default: :obj:`True`)
+        progress (bool, optional): Show a progress bar on :obj:`stderr`
+            when it is a terminal and an encoding takes more than
+            :obj:`PROGRESS_DELAY` seconds; not part of any key.
+            (default: :obj:`False`)
     """
     def __init__(self, model: Optional[str] = None,
                  name: Optional[str] = None,
                  revision: Optional[str] = None, normalize: bool = False,
                  batch_size: int = 64, device: Optional[str] = None,
-                 cache: Any = True) -> None:
+                 cache: Any = True, progress: bool = False) -> None:
         from sentence_transformers import SentenceTransformer
 
         from mllmrec_pyg.llm.backends.huggingface import fingerprint_path
@@ -113,6 +123,7 @@ class TextEncoder:
         self.revision = revision
         self.normalize = normalize
         self.batch_size = batch_size
+        self.progress = progress
         if device is None:
             device = 'cuda' if torch.cuda.is_available() else 'cpu'
         with no_weight_loading_bar():
@@ -179,10 +190,7 @@ class TextEncoder:
         self.cache_hits += len(texts) - len(missing)
         if missing:
             unique = list(dict.fromkeys(texts[j] for j in missing))
-            computed = self.model.encode(
-                unique, batch_size=self.batch_size, convert_to_numpy=True,
-                normalize_embeddings=self.normalize,
-                show_progress_bar=False).astype(np.float32)
+            computed = self._encode_in_batches(unique)
             self.encoded += len(unique)
             by_text = dict(zip(unique, computed, strict=True))
             for j in missing:
@@ -196,6 +204,31 @@ class TextEncoder:
         if not texts:
             return torch.empty(0, self.dim)
         return torch.from_numpy(np.stack(vectors))  # type: ignore[arg-type]
+
+    def _encode_in_batches(self, texts: List[str]) -> np.ndarray:
+        r"""Encodes :obj:`texts` in the batches of one
+        :obj:`SentenceTransformer.encode` call on all of them (sorted by
+        decreasing length, :obj:`batch_size` each), one call per batch, so
+        that a progress bar can follow them; a batch holds the same texts,
+        padded to the same length, as in that single call."""
+        order = np.argsort([-len(text) for text in texts])
+        out: Optional[np.ndarray] = None
+        with tqdm(total=len(texts), desc='encoding', unit='text',
+                  disable=not (self.progress and sys.stderr.isatty()),
+                  delay=PROGRESS_DELAY, file=sys.stderr,
+                  dynamic_ncols=True) as bar:
+            for start in range(0, len(texts), self.batch_size):
+                batch = order[start:start + self.batch_size]
+                vectors = self.model.encode(
+                    [texts[j] for j in batch], batch_size=len(batch),
+                    convert_to_numpy=True, normalize_embeddings=self.normalize,
+                    show_progress_bar=False)
+                if out is None:
+                    out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+                out[batch] = vectors
+                bar.update(len(batch))
+        assert out is not None
+        return out
 
     def close(self) -> None:
         r"""Closes the cache."""

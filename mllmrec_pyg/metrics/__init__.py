@@ -9,6 +9,12 @@ from .ranking import (
     ranking_metrics,
     recall_at_k,
 )
+from .representation import (
+    alignment,
+    representation_summary,
+    uniformity,
+    user_item_uniformity,
+)
 from .significance import PairedTTest, paired_t_test
 
 __all__ = [
@@ -16,6 +22,7 @@ __all__ = [
     'EvaluationResult',
     'PairedTTest',
     'RANKING_METRICS',
+    'alignment',
     'catalogue_coverage',
     'hit_at_k',
     'map_at_k',
@@ -25,4 +32,7 @@ __all__ = [
     'precision_at_k',
     'ranking_metrics',
     'recall_at_k',
+    'representation_summary',
+    'uniformity',
+    'user_item_uniformity',
 ]

@@ -284,13 +284,17 @@ class Trainer:
         self.history = list(state['history'])
         self.epoch = int(state['epoch'])
 
-    def fit(self, resume: bool = False) -> TrainResult:
+    def fit(self, resume: bool = False, evaluate_test: bool = True) -> TrainResult:
         r"""Trains until early stopping or :obj:`max_epochs`, restores the
         best validation epoch's parameters and evaluates the test split.
 
         Args:
             resume (bool): Continue from :obj:`out_dir/checkpoint.pt` when it
                 exists. (default: :obj:`False`)
+            evaluate_test (bool): Evaluate the test split after training;
+                :obj:`False` leaves :obj:`TrainResult.test` :obj:`None`
+                (the points of a sweep, whose test is read only at the
+                selected one). (default: :obj:`True`)
         """
         path = self.checkpoint_path
         if resume and path is not None and os.path.exists(path):
@@ -341,7 +345,8 @@ class Trainer:
             raise ValueError('No epoch was trained (max_epochs reached by the checkpoint); '
                              'raise max_epochs to continue')
         self.model.load_state_dict(self.best_state)
-        splits = [s for s in ('val', 'test') if s in self.evaluator.splits]
+        splits = [s for s in ('val', 'test') if s in self.evaluator.splits
+                  and (evaluate_test or s != 'test')]
         results = self.evaluator.evaluate(self.model, splits=splits)
         return TrainResult(best_epoch=self.early_stopping.best_epoch, epochs_trained=self.epoch,
                            stopped_early=self.early_stopping.should_stop,

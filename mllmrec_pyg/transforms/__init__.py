@@ -1,4 +1,5 @@
 r"""Graph transforms of MLLMRec: the refined item-item graph (Eq. 6-11)."""
+from .candidates import CandidateCache
 from .fuse_features import FuseFeatures, modality_weights_default
 from .jaccard_cooccurrence import JaccardCoOccurrence
 from .knn_recall import knn_recall
@@ -12,6 +13,7 @@ __all__ = [
     'NormalizeItemGraph',
     'RefineItemGraph',
     'FuseFeatures',
+    'CandidateCache',
     'knn_recall',
     'similarity_quantiles',
     'modality_weights_default',

@@ -26,6 +26,7 @@ from mllmrec_pyg.transforms._topk import (
     self_and_valid,
     unit_rows,
 )
+from mllmrec_pyg.utils.progress import progress_bar
 
 #: Scores per block of the nearest-centroid assignment (64 MiB in float32).
 _ASSIGN_ELEMENTS = 1 << 24
@@ -98,7 +99,7 @@ def _inverted_lists(z: Tensor, nlist: int, nprobe: int, iterations: int,
 
 
 def _search_lists(z: Tensor, k: int, include_self: bool, perm: Tensor,
-                  counts: Tensor, probes: Tensor,
+                  counts: Tensor, probes: Tensor, progress: bool = False,
                   ) -> tuple[Tensor, Tensor, Tensor]:
     r"""Scores every cluster's members against the members of its probed
     clusters in one matrix product; returns the :obj:`[n, k]` neighbours,
@@ -123,8 +124,10 @@ def _search_lists(z: Tensor, k: int, include_self: bool, perm: Tensor,
                              max(_ASSIGN_ELEMENTS, largest)),
                          dtype=z.dtype, device=device)
     self_score = float('inf') if include_self else float('-inf')
+    bar = progress_bar(n, 'k-NN search (ivf)', progress, unit='item')
     for c in range(nlist):
         start, end = int(ptr_cpu[c]), int(ptr_cpu[c + 1])
+        bar.update(end - start)
         if start == end:
             continue
         members = perm[start:end]
@@ -153,6 +156,7 @@ def _search_lists(z: Tensor, k: int, include_self: bool, perm: Tensor,
             out_col[rows, :take] = index
             out_sim[rows, :take] = values
             out_keep[rows, :take] = keep
+    bar.close()
     return out_col, out_sim, out_keep
 
 
@@ -164,6 +168,7 @@ def ivf_topk(
     nprobe: Optional[int] = None,
     iterations: int = 10,
     seed: int = 0,
+    progress: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""Approximate cosine top-:obj:`k` of every row of :obj:`x`, same
     contract as :func:`~mllmrec_pyg.transforms._topk.cosine_topk` (zero rows
@@ -181,6 +186,7 @@ def ivf_topk(
             :obj:`max(32, nlist // 64)`.
         iterations (int): k-means iterations.
         seed (int): Seed of the k-means sample and initialisation.
+        progress (bool): A bar over the items on a terminal.
     """
     device = x.device
     z, valid, k = unit_rows(x, k, include_self, compact=True)
@@ -192,7 +198,7 @@ def ivf_topk(
     nprobe = min(nlist, nprobe or default_ivf_nprobe(nlist))
     perm, counts, probes = _inverted_lists(z, nlist, nprobe, iterations, seed)
     out_col, out_sim, out_keep = _search_lists(z, k, include_self, perm, counts,
-                                               probes)
+                                               probes, progress)
 
     # Back from cluster order to item order; each row is already ordered
     # (similarity descending, column ascending).

@@ -14,6 +14,8 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from mllmrec_pyg.utils.progress import progress_bar
+
 #: Upper bound on the non-zeros of one block of R R^T (about 50 MiB of
 #: intermediate arrays).
 _BLOCK_NONZEROS = 1 << 20
@@ -39,6 +41,7 @@ def jaccard_topk(
     num_items: int,
     k: int,
     block_nonzeros: int = _BLOCK_NONZEROS,
+    progress: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""Per item, the :obj:`k` other items of largest Jaccard similarity of
     their audiences in :obj:`edge_index` (:obj:`[2, E]`, row 0 user, row 1
@@ -48,7 +51,8 @@ def jaccard_topk(
     selected.  Ties are broken by the lower item index.  Returns
     :obj:`(row, col, jaccard)` (:obj:`jaccard` in float64) on
     :obj:`edge_index.device`, sorted by row, then Jaccard descending, then
-    column ascending.
+    column ascending.  With :obj:`progress`, a bar over the items on a
+    terminal.
     """
     device = edge_index.device
     user, item = edge_index.detach().cpu().numpy().astype(np.int64)
@@ -62,7 +66,9 @@ def jaccard_topk(
 
     rows, cols, vals = [], [], []
     bounds = _block_bounds(work, block_nonzeros)
+    bar = progress_bar(num_items, 'Jaccard', progress, unit='item')
     for start, end in zip(bounds[:-1], bounds[1:], strict=False):
+        bar.update(end - start)
         C = (R[start:end] @ Rt).tocsr()
         C.sum_duplicates()
         r = np.repeat(np.arange(start, end), np.diff(C.indptr))
@@ -78,6 +84,8 @@ def jaccard_topk(
         rows.append(r[keep])
         cols.append(c[keep])
         vals.append(jac[keep])
+
+    bar.close()
 
     def cat(parts: list, dtype: type) -> Tensor:
         array = np.concatenate(parts) if parts else np.empty(0, dtype)

@@ -14,6 +14,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
+from mllmrec_pyg.utils.progress import progress_bar
+
 #: Similarity blocks hold about this many scores (16 MiB in float32).
 _CHUNK_ELEMENTS = 1 << 22
 
@@ -135,8 +137,10 @@ def cosine_topk(
     include_self: bool,
     chunk_size: Optional[int] = None,
     block_elements: int = _CHUNK_ELEMENTS,
+    progress: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    r"""Exact cosine top-:obj:`k` neighbours of every row of :obj:`x`.
+    r"""Exact cosine top-:obj:`k` neighbours of every row of :obj:`x`
+    (with :obj:`progress`, a bar over the query rows on a terminal).
 
     The :obj:`[N, N]` similarity is never formed: it is computed in blocks
     of :obj:`chunk_size` query rows by about :obj:`block_elements /
@@ -173,6 +177,7 @@ def cosine_topk(
     out_sim = torch.empty(num_queries, k, dtype=x.dtype, device=x.device)
     out_keep = torch.empty(num_queries, k, dtype=torch.bool, device=x.device)
     buffer = torch.empty(rows * cols, dtype=x.dtype, device=x.device)
+    bar = progress_bar(num_queries, 'k-NN search', progress, unit='item')
     for start in range(0, num_queries, rows):
         q = query_index[start:start + rows]
         zq = z[q]
@@ -198,6 +203,8 @@ def cosine_topk(
         out_col[start:start + q.numel()] = best_col
         out_sim[start:start + q.numel()] = best_sim
         out_keep[start:start + q.numel()] = keep
+        bar.update(q.numel())
+    bar.close()
     del buffer
 
     row = query_index.unsqueeze(1).expand(-1, k)[out_keep]

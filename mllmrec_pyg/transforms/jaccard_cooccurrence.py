@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch_geometric.data import HeteroData
 from torch_geometric.data.datapipes import functional_transform
@@ -7,6 +9,7 @@ from torch_geometric.transforms import BaseTransform
 
 from mllmrec_pyg.data import INTERACTS, train_edge_index
 from mllmrec_pyg.transforms._jaccard import jaccard_topk
+from mllmrec_pyg.transforms.candidates import CandidateCache
 
 
 @functional_transform('jaccard_cooccurrence')
@@ -59,13 +62,23 @@ class JaccardCoOccurrence(BaseTransform):
         k (int, optional): The number :math:`K_c` of co-occurring items
             kept per item, or :obj:`0` to disable. The paper uses 10 (Baby,
             Sports) and 15 (Clothing). (default: :obj:`10`)
+        candidates (CandidateCache, optional): Remembers the top-:math:`k`
+            lists by the content of the training edges (computed once for
+            the largest :math:`k` of a sweep and cut per row).
+            (default: :obj:`None`, compute on every call)
+        progress (bool, optional): A progress bar over the items, shown on
+            a terminal only. (default: :obj:`False`)
     """
-    def __init__(self, k: int = 10) -> None:
+    def __init__(self, k: int = 10,
+                 candidates: Optional[CandidateCache] = None,
+                 progress: bool = False) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ValueError(f"JaccardCoOccurrence: 'k' must be a "
                              f"non-negative integer, 0 disabling the graph "
                              f"(got {k!r})")
         self.k = k
+        self.candidates = candidates
+        self.progress = progress
 
     def forward(self, data: HeteroData) -> HeteroData:
         if not isinstance(data, HeteroData):
@@ -104,8 +117,14 @@ class JaccardCoOccurrence(BaseTransform):
                 f"({num_users} users, {num_items} items); the edge_index "
                 f"does not match data['user'/'item'].num_nodes")
 
-        row, col, weight = jaccard_topk(edge_index, num_users, num_items,
-                                        self.k)
+        if self.candidates is None:
+            row, col, weight = jaccard_topk(edge_index, num_users, num_items,
+                                            self.k, progress=self.progress)
+        else:
+            row, col, weight = self.candidates.jaccard(
+                edge_index, num_users, num_items, self.k,
+                lambda k: jaccard_topk(edge_index, num_users, num_items, k,
+                                       progress=self.progress))
         store.edge_index = torch.stack([row, col], dim=0)
         store.edge_weight = weight.to(torch.get_default_dtype())
         return data

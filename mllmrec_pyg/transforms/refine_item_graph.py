@@ -4,6 +4,7 @@ from typing import Any, List, Optional, Sequence, Union
 
 from torch_geometric.transforms import BaseTransform, Compose
 
+from mllmrec_pyg.transforms.candidates import CandidateCache
 from mllmrec_pyg.transforms.fuse_features import FuseFeatures, check_modality_weights
 from mllmrec_pyg.transforms.jaccard_cooccurrence import JaccardCoOccurrence
 from mllmrec_pyg.transforms.normalize_item_graph import NormalizeItemGraph
@@ -87,6 +88,12 @@ class RefineItemGraph(Compose):
             :func:`~mllmrec_pyg.transforms.fuse_features.modality_weights_default`
             (FREEDOM's: :obj:`image_feat` 0.1, the rest share 0.9; equal
             weights without an image). (default: :obj:`None`)
+        candidates (CandidateCache, optional): Shares the k-NN searches and
+            the Jaccard lists between transforms that differ only in
+            :obj:`alpha`, :obj:`jaccard_k` or :obj:`modality_weights` (a
+            sweep), see :class:`CandidateCache`. (default: :obj:`None`)
+        progress (bool, optional): Progress bars for the k-NN and Jaccard
+            searches, shown on a terminal only. (default: :obj:`False`)
     """
     def __init__(
         self,
@@ -104,6 +111,8 @@ class RefineItemGraph(Compose):
         nprobe: Optional[int] = None,
         fusion: str = 'mix',
         modality_weights: Optional[Sequence[float]] = None,
+        candidates: Optional[CandidateCache] = None,
+        progress: bool = False,
     ) -> None:
         keys = [key] if isinstance(key, str) else list(key)
         if not keys or not all(isinstance(k, str) for k in keys):
@@ -117,7 +126,8 @@ class RefineItemGraph(Compose):
                                                        'RefineItemGraph')
         alphas = self._alphas(alpha, keys, fusion)
         knn_args: Any = dict(include_self=include_self, chunk_size=chunk_size,
-                             backend=backend, nlist=nlist, nprobe=nprobe)
+                             backend=backend, nlist=nlist, nprobe=nprobe,
+                             candidates=candidates, progress=progress)
         transforms: List[BaseTransform] = []
         self.fuse: Optional[FuseFeatures] = None
         if len(keys) == 1:
@@ -133,7 +143,8 @@ class RefineItemGraph(Compose):
                                             strict=True)
                          if w > 0]
         self.knn = self.knns[0]
-        self.cooccurrence = JaccardCoOccurrence(jaccard_k)
+        self.cooccurrence = JaccardCoOccurrence(jaccard_k, candidates,
+                                                progress)
         self.normalize = NormalizeItemGraph(
             relations=[t.relation for t in self.knns] + ['cooccurs'],
             degree=degree, symmetrize=symmetrize,

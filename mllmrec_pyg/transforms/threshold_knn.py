@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -12,6 +12,7 @@ from torch_geometric.transforms import BaseTransform
 from mllmrec_pyg.transforms._faiss import faiss_topk
 from mllmrec_pyg.transforms._ivf import ivf_topk
 from mllmrec_pyg.transforms._topk import cosine_topk
+from mllmrec_pyg.transforms.candidates import CandidateCache
 
 _BACKENDS = ('torch', 'ivf', 'faiss', 'faiss-ivf')
 
@@ -114,6 +115,13 @@ class ThresholdKNN(BaseTransform):
             :obj:`"ivf"` (:obj:`None` means :obj:`max(32, nlist // 64)`),
             per query for :obj:`"faiss-ivf"` (:obj:`None` means
             :obj:`max(8, nlist // 100)`). (default: :obj:`None`)
+        candidates (CandidateCache, optional): Remembers the top-:math:`k`
+            search by the content of the features, so transforms that differ
+            only in :obj:`alpha` (a sweep) search once.
+            (default: :obj:`None`, search on every call)
+        progress (bool, optional): A progress bar over the items during the
+            search (torch and ivf backends), shown on a terminal only.
+            (default: :obj:`False`)
     """
     def __init__(
         self,
@@ -128,6 +136,8 @@ class ThresholdKNN(BaseTransform):
         backend: str = 'torch',
         nlist: Optional[int] = None,
         nprobe: Optional[int] = None,
+        candidates: Optional[CandidateCache] = None,
+        progress: bool = False,
     ) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
             raise ValueError(f"ThresholdKNN: 'k' must be a positive integer "
@@ -158,6 +168,8 @@ class ThresholdKNN(BaseTransform):
         self.backend = backend
         self.nlist = nlist
         self.nprobe = nprobe
+        self.candidates = candidates
+        self.progress = progress
 
     def _features(self, data: Union[Data, HeteroData]) -> Tensor:
         if isinstance(data, HeteroData):
@@ -189,21 +201,30 @@ class ThresholdKNN(BaseTransform):
                              f"{int(rows[0])}); fix or drop those features")
         return x
 
+    def _search(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        r"""The top-:obj:`k` list :obj:`(row, col, sim)` of :obj:`x`,
+        before the threshold."""
+        if self.backend == 'torch':
+            return cosine_topk(x, self.k, self.include_self, self.chunk_size,
+                               progress=self.progress)
+        if self.backend == 'ivf':
+            return ivf_topk(x, self.k, self.include_self, self.nlist,
+                            self.nprobe, progress=self.progress)
+        return faiss_topk(x, self.k, self.include_self,
+                          self.backend == 'faiss-ivf', self.nlist,
+                          self.nprobe)
+
     def forward(
         self,
         data: Union[Data, HeteroData],
     ) -> Union[Data, HeteroData]:
         x = self._features(data)
-        if self.backend == 'torch':
-            row, col, sim = cosine_topk(x, self.k, self.include_self,
-                                        self.chunk_size)
-        elif self.backend == 'ivf':
-            row, col, sim = ivf_topk(x, self.k, self.include_self,
-                                     self.nlist, self.nprobe)
+        if self.candidates is None:
+            row, col, sim = self._search(x)
         else:
-            row, col, sim = faiss_topk(x, self.k, self.include_self,
-                                       self.backend == 'faiss-ivf',
-                                       self.nlist, self.nprobe)
+            row, col, sim = self.candidates.knn(
+                x, (self.k, self.include_self, self.backend, self.nlist,
+                    self.nprobe), lambda: self._search(x))
         if self.alpha is not None:
             # The self-loop's similarity is 1 by definition, always >= alpha.
             keep = sim >= self.alpha

@@ -160,9 +160,10 @@ def test_prefer_defaults_and_the_old_behaviour(tmp_path, capsys):
 
     cache = str(tmp_path / 'cache.sqlite')
     with FakeOpenAIServer(finish_reason='length') as server:
+        # One request at a time: server.requests[i] is the prompt of user i.
         argv = ['prefer', SPEC, '--backend', 'openai', '--base-url',
                 server.base_url, '--no-progress', '--cache', cache,
-                '--user-sample', '3']
+                '--user-sample', '3', '--concurrency', '1']
         assert main(argv + ['--out', str(tmp_path / 'new')]) == 0
         err = capsys.readouterr().err
         # The seeded sample: users 0, 3 and 5 of 6.

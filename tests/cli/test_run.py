@@ -133,3 +133,95 @@ def test_stage_commands_stop_where_they_say(tmp_path, epochs):
     (out / 'report.md').unlink()
     assert main(['report', str(out)]) == 0
     assert '| test |' in (out / 'report.md').read_text()
+
+
+def test_prefer_settings_are_part_of_the_prefer_stage_key(tmp_path, capsys):
+    from tests.llm.fake_server import FakeOpenAIServer
+
+    out = tmp_path / 'run'
+    with FakeOpenAIServer() as server:
+        argv = ['encode', SYNTHETIC, '--out', str(out), '--prefer-backend', 'openai',
+                '--prefer-model', server.model, '--base-url', server.base_url,
+                '--llm-users', '3', '--no-progress']
+
+        def run(*options):
+            capsys.readouterr()
+            assert main(argv + list(options)) == 0
+            err = capsys.readouterr().err
+            return 'prefer: up to date' in err, 'encode: up to date' in err
+
+        def summary():
+            return json.loads((out / 'prefer' / 'summary.json').read_text())
+
+        assert run() == (False, False) and len(server.requests) == 3
+        first = server.requests[-1]
+        assert first['messages'][0]['role'] == 'system'
+        assert first['frequency_penalty'] == 0.3
+        # The same settings skip the stage (and the default ones spelt out).
+        assert run() == (True, True)
+        assert run('--decoding', 'guarded', '--system-prompt', 'default') == (True, True)
+        assert len(server.requests) == 3
+
+        # Another decoding reruns prefer (new generations) and encode.
+        assert run('--decoding', 'legacy') == (False, False)
+        assert len(server.requests) == 6
+        assert 'frequency_penalty' not in server.requests[-1]
+        assert run('--decoding', 'legacy') == (True, True)
+
+        # Another system message: new generations without it.
+        assert run('--system-prompt', 'none') == (False, False)
+        assert len(server.requests) == 9
+        assert [m['role'] for m in server.requests[-1]['messages']] == ['user']
+        custom = tmp_path / 'system.txt'
+        custom.write_text('Answer in one sentence.\n')
+        assert run('--system-prompt', str(custom)) == (False, False)
+        assert server.requests[-1]['messages'][0] == {
+            'role': 'system', 'content': 'Answer in one sentence.'}
+        assert run('--system-prompt', str(custom)) == (True, True)
+        custom.write_text('Answer in two sentences.\n')  # the content is keyed
+        assert run('--system-prompt', str(custom)) == (False, False)
+        assert len(server.requests) == 15
+
+        # The runaway cut changes the texts written, not the generations.
+        assert run('--no-runaway-cut') == (False, False)
+        assert len(server.requests) == 15
+        assert summary()['runaway_cut'] is False
+        assert run('--no-runaway-cut') == (True, True)
+        assert run() == (False, False) and summary()['runaway_cut'] is True
+        assert len(server.requests) == 15
+
+        # A server field is sent and keyed too.
+        assert run('--server-param', 'top_k=40') == (False, False)
+        assert server.requests[-1]['top_k'] == 40
+        assert run('--server-param', 'top_k=40') == (True, True)
+
+
+def test_run_refuses_bad_prefer_options_before_loading(tmp_path, capsys):
+    out = ['--out', str(tmp_path / 'run')]
+    assert main(['run', SYNTHETIC, *out, '--server-param', 'top_k=40']) == 2
+    assert ("--server-param applies to an 'openai' backend only (--describe-backend "
+            "'image-stats' and --prefer-backend 'smollm2' send no HTTP request)"
+            ) in capsys.readouterr().err
+    missing = tmp_path / 'missing.txt'
+    assert main(['run', SYNTHETIC, *out, '--system-prompt', str(missing)]) == 2
+    assert f"--system-prompt '{missing}' not found" in capsys.readouterr().err
+    assert not (tmp_path / 'run' / 'config.json').exists()
+    with pytest.raises(SystemExit):
+        main(['run', SYNTHETIC, *out, '--decoding', 'greedy'])
+
+
+def test_run_progress_reaches_the_encoder(tmp_path, monkeypatch):
+    import mllmrec_pyg.llm.encode as encode
+
+    made = []
+
+    class Recording(encode.TextEncoder):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs.get('progress', False))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(encode, 'TextEncoder', Recording)
+    base = [SYNTHETIC, '--prefer-backend', 'none']
+    assert main(['encode', *base, '--out', str(tmp_path / 'quiet'), '--no-progress']) == 0
+    assert main(['encode', *base, '--out', str(tmp_path / 'shown')]) == 0
+    assert made == [False, True]

@@ -57,3 +57,35 @@ def test_default_tokenizer_without_weights_matches_the_encoder():
     assert tokenizer(text, add_special_tokens=False,
                      return_offsets_mapping=True) == encoder.tokenizer(
         text, add_special_tokens=False, return_offsets_mapping=True)
+
+
+def test_progress_bar_changes_no_embedding(monkeypatch, capsys):
+    import sys
+
+    import mllmrec_pyg.llm.encode as encode
+
+    # Texts of the same length (ties in the longest-first order) and batches
+    # of 3: the batches are those of one sentence-transformers call on the
+    # unique texts.
+    unique = ['a red mug', 'a tin cup', 'blue shoe', 'running shoes', 'a lamp',
+              'desk', 'a red ceramic mug with a handle', 'tea']
+    texts = unique + ['a tin cup']
+    quiet = TextEncoder(cache=False, batch_size=3)
+    plain = quiet.encode(texts)
+    assert capsys.readouterr().err == ''
+    single_call = torch.from_numpy(quiet.model.encode(
+        unique, batch_size=3, convert_to_numpy=True, show_progress_bar=False))
+    assert torch.equal(plain[:8], single_call) and torch.equal(plain[8], plain[1])
+
+    # progress=True shows nothing where stderr is not a terminal ...
+    shown = TextEncoder(cache=False, batch_size=3, progress=True)
+    assert torch.equal(shown.encode(texts), plain)
+    assert capsys.readouterr().err == ''
+    # ... and a bar on a terminal (here without the delay of a few seconds).
+    monkeypatch.setattr(sys.stderr, 'isatty', lambda: True)
+    monkeypatch.setattr(encode, 'PROGRESS_DELAY', 0.0)
+    assert torch.equal(shown.encode(texts), plain)
+    err = capsys.readouterr().err
+    assert 'encoding' in err and '8/8' in err  # the unique texts
+    assert torch.equal(quiet.encode(texts), plain)
+    assert capsys.readouterr().err == ''

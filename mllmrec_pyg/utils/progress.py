@@ -1,0 +1,21 @@
+r"""Progress bars of the long stages (neighbour searches, Jaccard blocks):
+shown when asked AND the output is a terminal, hidden otherwise."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def progress_bar(total: int, desc: str, enabled: bool, unit: str = 'it') -> Any:
+    r"""A :class:`tqdm.tqdm` bar of :obj:`total` steps that stays hidden
+    unless :obj:`enabled` and standard error is a terminal (tqdm's
+    :obj:`disable=None`), and disappears when closed.
+
+    Args:
+        total (int): The number of steps.
+        desc (str): The label.
+        enabled (bool): Whether the caller asked for progress.
+        unit (str, optional): The step unit. (default: :obj:`'it'`)
+    """
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit=unit, leave=False,
+                disable=None if enabled else True, dynamic_ncols=True)
