@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from torch_geometric.testing import withDevice
 
 from mllmrec_pyg.data import load_dataset
 from mllmrec_pyg.metrics import Evaluator
@@ -518,3 +519,23 @@ def test_training_beats_popularity():
     nb = model.num_batches_per_epoch
     assert nb == math.ceil(604 / 128) == 5
     assert calls[:5] == [1, nb, 2 * nb, 3 * nb, 4 * nb]
+
+
+@withDevice
+def test_freedom_on_device_equals_cpu(tiny_data, device):
+    cpu = FREEDOM.from_data(tiny_data, dropout=0.5, seed=3, embedding_dim=4,
+                            feat_embed_dim=4, reg_weight=1e-3)
+    dev = FREEDOM.from_data(tiny_data, dropout=0.5, seed=3, embedding_dim=4,
+                            feat_embed_dim=4, reg_weight=1e-3)
+    dev.load_state_dict(cpu.state_dict())
+    dev = dev.to(device)
+    user, pos, neg = TRIPLES
+    loss_cpu = cpu.loss(user, pos, neg)
+    loss_dev = dev.loss(user.to(device), pos.to(device), neg.to(device))
+    assert loss_dev.device.type == device.type
+    # The pruning generator lives on the CPU: both prune the same edges.
+    assert torch.allclose(loss_dev.cpu(), loss_cpu, atol=1e-6)
+    cpu.eval()
+    dev.eval()
+    for a, b in zip(cpu.embed(), dev.embed(), strict=True):
+        assert torch.allclose(b.cpu(), a, atol=1e-6)
