@@ -25,6 +25,7 @@ _COMMANDS: List[str] = [
     'compare',
     'grid',
     'embed_plot',
+    'cache',
 ]
 
 

@@ -1,6 +1,7 @@
 r"""Command-line options shared by ``mllmrec describe``, ``mllmrec prefer``
 and ``mllmrec run``: the backend, its model and server, its decoding, the
-preference settings (system prompt, runaway cut) and the cache; and the
+preference settings (system prompt, runaway cut), the cache and the shard
+(``--shard I/N``, ``describe`` and ``prefer``); and the
 argparse types :func:`positive_int` and :func:`positive_float`, which refuse
 a zero or negative value at parse time with the option named."""
 from __future__ import annotations
@@ -13,11 +14,13 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 from mllmrec_pyg.llm.backends import BACKENDS, GenerationBackend, make_backend
 from mllmrec_pyg.llm.backends.decoding import DECODINGS
 from mllmrec_pyg.llm.cache import GenerationCache
+from mllmrec_pyg.llm.shard import Shard, parse_shard
 
 __all__ = ['add_backend_options', 'add_decoding_options', 'add_http_options',
-           'add_preference_options', 'backend_options', 'build_backend', 'open_cache',
-           'open_cache_and_backend', 'positive_float', 'positive_int', 'server_param',
-           'server_params', 'system_prompt']
+           'add_preference_options', 'add_shard_option', 'backend_options',
+           'build_backend', 'open_cache', 'open_cache_and_backend',
+           'positive_float', 'positive_int', 'server_param', 'server_params',
+           'shard', 'system_prompt']
 
 
 def positive_int(text: str) -> int:
@@ -149,6 +152,44 @@ def system_prompt(value: str) -> Optional[str]:
         raise ValueError(f"--system-prompt '{value}' is empty: pass 'none' to "
                          'send no system message')
     return text
+
+
+def add_shard_option(parser: Any, what: str) -> None:
+    r"""``--shard I/N`` of ``prefer`` (:obj:`what="users"`) and ``describe``
+    (:obj:`what="items"`), on a parser or an argument group; read it with
+    :func:`shard` (a bad value is a one-line error when the command runs).
+
+    Args:
+        parser (Any): The parser or argument group.
+        what (str): What is sharded, for the help text.
+    """
+    parser.add_argument('--shard', default=None, metavar='I/N',
+                        help=f'only shard I of N (1-based: 1/2 and 2/2 are the '
+                        f'two halves) of the {what}, chosen by a stable hash of '
+                        f'their raw ids (SHA-256, the same share on every machine '
+                        f'and rerun; shards never overlap and together cover all '
+                        f'{what}); needs --cache, a file of its own per shard, '
+                        f'for `mllmrec cache merge`; the outputs hold the shard\'s '
+                        f'{what} only (default: all {what})')
+
+
+def shard(args: argparse.Namespace) -> Optional[Shard]:
+    r"""The :class:`~mllmrec_pyg.llm.shard.Shard` of ``--shard`` (:obj:`None`
+    without it).
+
+    Raises:
+        ValueError: One line naming ``--shard`` and the fix, for a value
+            other than :obj:`I/N` with :obj:`1 <= I <= N`, or a shard
+            without ``--cache``.
+    """
+    if args.shard is None:
+        return None
+    value = parse_shard(args.shard)
+    if not args.cache:
+        raise ValueError(f'--shard {value} needs --cache FILE.sqlite, a cache '
+                         'file of its own per shard (merge them afterwards with '
+                         '`mllmrec cache merge OUT.sqlite IN1.sqlite ...`)')
+    return value
 
 
 def server_params(pairs: Optional[Sequence[Tuple[str, Any]]]) -> Dict[str, Any]:

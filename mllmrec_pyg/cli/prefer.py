@@ -8,6 +8,14 @@ repetition loops and runaway lists are cut off the texts written
 (:func:`~mllmrec_pyg.llm.quality.cut_runaway`); ``--system-prompt none
 --decoding legacy --no-runaway-cut`` is the behaviour of earlier versions.
 ``summary.json`` holds a quality report of the preferences written.
+
+``--shard I/N`` (1-based) takes shard :math:`I` of :math:`N` of the users
+the other options chose (:mod:`~mllmrec_pyg.llm.shard`, a stable hash of the
+raw user id); its ``preferences.tsv`` and ``prompts.jsonl`` hold that
+shard's users only, and its ``summary.json`` records ``shard: "I/N"`` and
+``shard_selection`` (the users of the shard, of all candidates).  The
+union of the shards' ``--cache`` files (``mllmrec cache merge``) lets the
+unsharded command write every user's preference without a call.
 """
 from __future__ import annotations
 
@@ -19,8 +27,10 @@ from typing import Any, Mapping, Optional, Sequence
 from mllmrec_pyg.cli._llm_options import (
     add_backend_options,
     add_preference_options,
+    add_shard_option,
     open_cache_and_backend,
     positive_int,
+    shard,
     system_prompt,
 )
 
@@ -36,7 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         'DIR/preferences.tsv (with the split fingerprint of the training '
         'edges; the file is refused on another split), DIR/prompts.jsonl and '
         'DIR/summary.json (with a quality report: repeated 3-grams, distinct-2, '
-        'token-cap hits, boilerplate openings, lists, length). By default '
+        'token-cap hits, boilerplate openings, lists, length). With --shard '
+        "I/N only that shard's users are generated and written. By default "
         'Prompt2 goes after a system message asking for prose, decoding is '
         "'guarded' and runaway loops and lists are cut; '--decoding legacy "
         "--system-prompt none --no-runaway-cut' is the behaviour of earlier "
@@ -51,6 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    'the same N users every run); not with --max-users')
     p.add_argument('--user-sample-seed', type=int, default=0,
                    help='seed of --user-sample (default: 0)')
+    add_shard_option(p, 'users')
     p.add_argument('--preference-source', choices=('train', 'full_history'),
                    default='train',
                    help="'train' (default): training items only; "
@@ -104,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
             args.max_description_words < 1:
         raise ValueError('--max-description-words must be >= 1 (or left out '
                          "for the encoder's cut, as `mllmrec run`)")
+    chosen = shard(args)
     system = system_prompt(args.system_prompt)
     data = load_dataset(args.path)
     images = (read_descriptions_tsv(args.descriptions, data)
@@ -128,6 +141,11 @@ def run(args: argparse.Namespace) -> int:
     if args.user_sample is not None:
         users = sample_users(int(data['user'].num_nodes), args.user_sample,
                              args.user_sample_seed)
+    candidates = 0
+    if chosen is not None:
+        raw_users = data['user'].raw_id
+        candidates = len(raw_users) if users is None else len(users)
+        users = chosen.select(raw_users, users)
     cache, backend = open_cache_and_backend(args)
     if args.preference_source == 'full_history':
         # Said before the (long) generation starts, and again at the end.
@@ -154,6 +172,10 @@ def run(args: argparse.Namespace) -> int:
         if args.user_sample is not None:
             run_.extra['user_sample'] = {'size': args.user_sample,
                                          'seed': args.user_sample_seed}
+        if chosen is not None:
+            run_.extra['shard'] = str(chosen)
+            run_.extra['shard_selection'] = {'users': len(users or ()),
+                                             'of': candidates}
         run_.write(data, args.out)
         if args.export_cache:
             cache.export(args.export_cache)
@@ -164,7 +186,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{summary['preferences']}/{summary['users']} preferences "
           f"({summary['calls']} calls, {summary['cache_hits']} cache hits, "
           f"{summary['failures']} failures, {summary['pending_users']} "
-          f"pending) -> {args.out}", file=sys.stderr)
+          f"pending) -> {args.out}"
+          + ('' if chosen is None else
+             f' [shard {chosen}: {len(users or ())} of {candidates} users]'),
+          file=sys.stderr)
     print(quality_line(summary['quality']), file=sys.stderr)
     return 0 if summary['failures'] == 0 else 1
 

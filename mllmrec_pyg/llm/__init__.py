@@ -31,6 +31,7 @@ from .encode import (
     default_encoder_tokenizer,
     default_token_budget,
 )
+from .merge import MergeConflict, MergeReport, merge_caches
 from .prefer import (
     FullHistoryLeakWarning,
     HistoryPolicy,
@@ -57,6 +58,7 @@ from .quality import (
 )
 from .redact import redact_secrets
 from .runner import RunResult, run_requests, run_summary
+from .shard import Shard, parse_shard, shard_of
 from .text import (
     ItemDescriptions,
     WordTokenizer,
@@ -82,6 +84,8 @@ __all__ = [
     'ImageStatisticsDescriber',
     'ImageUnavailable',
     'ItemDescriptions',
+    'MergeConflict',
+    'MergeReport',
     'OpenAIHTTPBackend',
     'PREFERENCE_SYSTEM_PROMPT',
     'PROMPT1',
@@ -91,6 +95,7 @@ __all__ = [
     'RunResult',
     'RunawayCut',
     'ServerUnreachableError',
+    'Shard',
     'SmolLM2Backend',
     'TextEncoder',
     'WordTokenizer',
@@ -108,12 +113,15 @@ __all__ = [
     'load_image_bytes',
     'make_backend',
     'max_ngram_repeats',
+    'merge_caches',
+    'parse_shard',
     'prompt_item_descriptions',
     'quality_report',
     'redact_secrets',
     'run_requests',
     'run_summary',
     'sample_users',
+    'shard_of',
     'smollm2_gguf_path',
     'starts_with_boilerplate',
 ]

@@ -54,3 +54,39 @@ def test_describe_refuses_text_models(tmp_path, capsys):
     assert main(['describe', SPEC, '--backend', 'smollm2', '--out',
                  str(tmp_path)]) == 2
     assert 'cannot read images' in capsys.readouterr().err
+
+
+def test_describe_shards_merged_make_the_single_run(tmp_path, capsys):
+    def describe(*extra):
+        return main(['describe', SPEC, '--backend', 'image-stats',
+                     '--no-progress', *extra])
+
+    assert describe('--cache', str(tmp_path / 'single.sqlite'), '--out',
+                    str(tmp_path / 'single')) == 0
+    for i in (1, 2):
+        assert describe('--shard', f'{i}/2', '--cache',
+                        str(tmp_path / f'{i}.sqlite'), '--out',
+                        str(tmp_path / f'shard{i}')) == 0
+    assert '[shard 2/2: 5 of 10 items]' in capsys.readouterr().err
+    # sha256('0'..'9') mod 2 = 0, 1, 0, 1, 0, 1, 1, 0, 1, 0.
+    (one, first), (two, second) = [read(tmp_path / f'shard{i}')
+                                   for i in (1, 2)]
+    assert [r[0] for r in one[1:]] == ['0', '2', '4', '7', '9']
+    assert [r[0] for r in two[1:]] == ['1', '3', '5', '6', '8']
+    assert (first['shard'], first['shard_selection'], first['calls']) == (
+        '1/2', {'items': 5, 'of': 10}, 5)
+    merged = str(tmp_path / 'merged.sqlite')
+    assert main(['cache', 'merge', merged, str(tmp_path / '1.sqlite'),
+                 str(tmp_path / '2.sqlite')]) == 0
+    assert describe('--cache', merged, '--out', str(tmp_path / 'all')) == 0
+    _, summary = read(tmp_path / 'all')
+    assert (summary['calls'], summary['cache_hits']) == (0, 10)
+    assert (tmp_path / 'all' / 'descriptions.tsv').read_bytes() == \
+        (tmp_path / 'single' / 'descriptions.tsv').read_bytes()
+
+
+def test_describe_shard_errors(tmp_path, capsys):
+    assert main(['describe', SPEC, '--out', str(tmp_path), '--cache',
+                 str(tmp_path / 'c.sqlite'), '--shard', '3/2']) == 2
+    assert capsys.readouterr().err.startswith(
+        "mllmrec describe: error: --shard '3/2': expected I/N with 1 <= I <= N")

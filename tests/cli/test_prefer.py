@@ -260,3 +260,77 @@ def test_backend_options_name_the_decoding():
         'max_tokens': 96, 'seed': None, 'max_concurrency': 2, 'timeout': 60.0,
         'decoding': 'legacy', 'extra_params': {'repeat_penalty': 1.2}}
     assert backend_options('image-stats', 96, 4, 120.0) == {}
+
+
+def test_prefer_shards_merged_make_the_single_run(tmp_path, capsys):
+    pytest.importorskip('httpx')
+    with FakeOpenAIServer() as server:
+        def prefer(*extra):
+            return main(['prefer', SPEC, '--backend', 'openai', '--base-url',
+                         server.base_url, '--no-progress', *extra])
+
+        assert prefer('--cache', str(tmp_path / 'single.sqlite'), '--out',
+                      str(tmp_path / 'single')) == 0
+        assert len(server.requests) == 6
+        for i in (1, 2):
+            assert prefer('--shard', f'{i}/2', '--cache',
+                          str(tmp_path / f'shard{i}.sqlite'), '--out',
+                          str(tmp_path / f'shard{i}')) == 0
+        assert len(server.requests) == 12
+        err = capsys.readouterr().err
+        assert '[shard 1/2: 3 of 6 users]' in err
+        assert '[shard 2/2: 3 of 6 users]' in err
+        single, _, _ = read(tmp_path / 'single')
+        shards = [read(tmp_path / f'shard{i}') for i in (1, 2)]
+        # sha256('0'..'5') mod 2 = 0, 1, 0, 1, 0, 1.
+        assert [[r[0] for r in rows[1:]] for rows, _, _ in shards] == [
+            ['0', '2', '4'], ['1', '3', '5']]
+        assert [[p['user'] for p in prompts] for _, prompts, _ in shards] == [
+            ['0', '2', '4'], ['1', '3', '5']]
+        assert sorted(shards[0][0][1:] + shards[1][0][1:]) == sorted(single[1:])
+        for i, (_, _, summary) in enumerate(shards, start=1):
+            assert (summary['shard'], summary['shard_selection'],
+                    summary['users'], summary['calls']) == (
+                f'{i}/2', {'users': 3, 'of': 6}, 3, 3)
+
+        merged = str(tmp_path / 'merged.sqlite')
+        assert main(['cache', 'merge', merged, str(tmp_path / 'shard1.sqlite'),
+                     str(tmp_path / 'shard2.sqlite')]) == 0
+        assert prefer('--cache', merged, '--out', str(tmp_path / 'all')) == 0
+        # No request: every user came from the merged cache.
+        assert len(server.requests) == 12
+    _, _, summary = read(tmp_path / 'all')
+    assert (summary['calls'], summary['cache_hits']) == (0, 6)
+    assert 'shard' not in summary
+    for name in ('preferences.tsv', 'prompts.jsonl'):
+        assert (tmp_path / 'all' / name).read_bytes() == \
+            (tmp_path / 'single' / name).read_bytes()
+
+
+def test_prefer_shard_errors(tmp_path, capsys):
+    argv = ['prefer', SPEC, '--out', str(tmp_path), '--cache',
+            str(tmp_path / 'c.sqlite'), '--shard']
+    for value in ('0/2', '3/2', '1/0', 'x'):
+        assert main(argv + [value]) == 2
+        assert capsys.readouterr().err == (
+            f"mllmrec prefer: error: --shard '{value}': expected I/N with 1 <= "
+            "I <= N (1-based: '--shard 1/2' and '--shard 2/2' are the two "
+            'halves)\n')
+    assert main(['prefer', SPEC, '--out', str(tmp_path), '--shard',
+                 '1/2']) == 2
+    assert capsys.readouterr().err == (
+        'mllmrec prefer: error: --shard 1/2 needs --cache FILE.sqlite, a cache '
+        'file of its own per shard (merge them afterwards with `mllmrec cache '
+        'merge OUT.sqlite IN1.sqlite ...`)\n')
+
+
+def test_prefer_shard_of_a_sample(tmp_path):
+    # The shard takes its share of the users the other options chose.
+    with FakeOpenAIServer() as server:
+        assert main(['prefer', SPEC, '--backend', 'openai', '--base-url',
+                     server.base_url, '--no-progress', '--max-users', '4',
+                     '--shard', '2/2', '--cache', str(tmp_path / 'c.sqlite'),
+                     '--out', str(tmp_path / 'out')]) == 0
+    rows, _, summary = read(tmp_path / 'out')
+    assert [r[0] for r in rows[1:]] == ['1', '3']
+    assert summary['shard_selection'] == {'users': 2, 'of': 4}
