@@ -5,6 +5,11 @@ metrics of the best validation epoch.
 A thin layer over :func:`mllmrec_pyg.experiment.run_experiment`; the run
 folder is described there (``metrics.json`` and ``topk_test.tsv`` are a
 contract read by independent checks).
+
+Under ``torchrun --nproc_per_node=N -m mllmrec_pyg train ...`` every rank
+trains its shard of each batch with DistributedDataParallel (see
+:class:`mllmrec_pyg.train.Trainer`); rank 0 alone prints and writes the run
+folder.
 """
 from __future__ import annotations
 
@@ -150,19 +155,30 @@ def print_result(result: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mllmrec_pyg import distributed
     from mllmrec_pyg.experiment import build_config, check_out_dir, run_experiment
 
     check_out_dir(args.out)
     if args.model is None and args.config is None:
         raise ValueError(f'name the model with --model (one of {", ".join(MODEL_CHOICES)})'
                          ' or give a --config with model.name')
+    # Under torchrun (torchrun --nproc_per_node=N -m mllmrec_pyg train ...)
+    # every rank runs this; rank 0 alone speaks and writes.
+    main = distributed.launch_rank() == 0
+    log = say if main else (lambda _: None)
     config = build_config(args.path, recipe=args.recipe, config=args.config,
                           overrides=shortcut_overrides(args), grid=args.grid,
-                          model=args.model, log=say)
-    result = run_experiment(args.path, config, args.out, resume=args.resume,
-                            force=args.force, device=args.device,
-                            deterministic=args.deterministic, tensorboard=args.tensorboard,
-                            progress=not args.no_progress, log=say)
+                          model=args.model, log=log)
+    try:
+        result = run_experiment(args.path, config, args.out, resume=args.resume,
+                                force=args.force, device=args.device,
+                                deterministic=args.deterministic,
+                                tensorboard=args.tensorboard,
+                                progress=not args.no_progress, log=log)
+    finally:
+        distributed.destroy_distributed()
+    if not main:
+        return 0
     if result.stages_skipped:
         say(f'up to date, not rerun: {", ".join(result.stages_skipped)} '
             '(--force STAGE reruns one)')

@@ -46,7 +46,7 @@ SECTIONS = ('dataset', 'model', 'graph', 'train', 'grid')
 _NOT_SETTINGS = {
     'dataset': {'self', 'root', 'transform', 'pre_transform', 'processed_root',
                 'force_reload'},
-    'graph': {'self', 'candidates', 'progress'},
+    'graph': {'self', 'candidates', 'progress', 'group'},
     'train': {'self', 'model', 'data', 'out_dir', 'progress', 'tensorboard'},
     'model': {'self', 'user_x', 'item_x', 'item_edge_index', 'item_edge_weight',
               'num_users', 'num_items', 'edge_index', 'ui_edge_index',

@@ -48,6 +48,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from mllmrec_pyg import distributed
 from mllmrec_pyg.metrics import EvaluationResult
 from mllmrec_pyg.utils.paths import write_json
 
@@ -565,7 +566,7 @@ def _evaluate_and_write(data: HeteroData, config: ExperimentConfig, model: Any, 
                          'split to report')
     results = trainer.evaluator.evaluate(model, splits=splits)
     val, test = results['val'], results['test']
-    if out_dir is not None:
+    if out_dir is not None and distributed.is_main_process():
         val.save(os.path.join(out_dir, 'per_user_val.npz'))
         test.save(os.path.join(out_dir, 'per_user_test.npz'))
         k = min(TOPK_FILE_K, int(data['item'].num_nodes))
@@ -715,10 +716,40 @@ def _train_and_evaluate(data: HeteroData, config: ExperimentConfig, out_dir: Opt
     metrics = _metrics(data, config, val, test, trainer, model, info, params, grid_info,
                        started)
     if store is not None:
-        write_json(store.path('metrics.json'), metrics)
-        config.save(store.path('config.json'))
+        if distributed.is_main_process():
+            write_json(store.path('metrics.json'), metrics)
+            config.save(store.path('config.json'))
         store.finish('evaluate', eval_key)
     return metrics, val, test, model, epochs_run
+
+
+class _ReadOnlyStageStore(StageStore):
+    r"""The :class:`StageStore` of a rank other than :obj:`0` under
+    :obj:`torchrun`: it reads the run folder and keeps its records in memory
+    exactly as rank :obj:`0`'s store does (so every rank takes the same
+    decisions) but writes nothing."""
+    def _write(self) -> None:
+        pass
+
+    def save_output(self, file: str, obj: Any) -> None:
+        pass
+
+
+def _stage_store(out_dir: Optional[str], force: Sequence[str], log: Log
+                 ) -> Optional[StageStore]:
+    r"""The run folder's :class:`StageStore`; under :obj:`torchrun` rank
+    :obj:`0` creates the folder, then the other ranks open it read-only,
+    all before anyone writes, so that all read the same ``stages.json``."""
+    if out_dir is None:
+        return None
+    store: Optional[StageStore] = None
+    if distributed.is_main_process():
+        store = StageStore(out_dir, force=force, log=log)
+    distributed.barrier()
+    if store is None:
+        store = _ReadOnlyStageStore(out_dir, force=force, log=log)
+    distributed.barrier()
+    return store
 
 
 #: The files of an evaluate stage.
@@ -779,17 +810,26 @@ def run_experiment(
     if not isinstance(config, ExperimentConfig):
         config = build_config(data if isinstance(data, str) else None, config=config,
                               log=log)
-    if data is None or isinstance(data, str):
-        data = load_experiment_data(config, data)
     dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    store = None if out_dir is None else StageStore(out_dir, force=force, log=log)
-    if store is not None and not os.path.exists(store.path('config.json')):
+    # Under torchrun: one process group, this rank's GPU; rank 0 alone
+    # writes and speaks, the others compute the same stages read-only.
+    distributed.init_distributed(str(dev))
+    dev = torch.device(distributed.device_for_rank(str(dev)))
+    main = distributed.is_main_process()
+    if not main:
+        log, progress = _quiet, False
+    with distributed.main_process_first():
+        if data is None or isinstance(data, str):
+            data = load_experiment_data(config, data)
+    store = _stage_store(out_dir, force, log)
+    if main and store is not None and not os.path.exists(store.path('config.json')):
         # Rewritten when the evaluate stage finishes: a rerun that fails
         # leaves the config of the finished run in place.
         config.save(store.path('config.json'))
 
     seed_everything(config.seed, deterministic)
-    info = prepare_experiment(data, config, store, inputs, progress=progress)
+    with distributed.main_process_first():
+        info = prepare_experiment(data, config, store, inputs, progress=progress)
 
     train_key = input_key(data, config)
     from .report import REPORT_FORMAT
@@ -801,7 +841,8 @@ def run_experiment(
     # them: a deleted plot makes the stage rerun.
     report_files = (store.record('report') or {}).get('files', ['report.md']) \
         if store is not None else []
-    if store is not None and not store.is_fresh('report', report_key, report_files):
+    if (main and store is not None
+            and not store.is_fresh('report', report_key, report_files)):
         from .report import write_report
         store.invalidate('report')
         files = write_report(store.root, config, metrics)

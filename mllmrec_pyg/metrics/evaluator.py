@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from mllmrec_pyg import distributed
 from mllmrec_pyg.data import INTERACTS, split_edge_index, train_edge_index
 from mllmrec_pyg.nn.models.base import Recommender
 from mllmrec_pyg.utils.pairs import PairSet
@@ -150,6 +151,17 @@ class Evaluator:
     :math:`O(\text{batch\_size} \cdot |\mathcal{I}|)`, never
     :math:`|\mathcal{U}| \times |\mathcal{I}|`.
 
+    Under :mod:`torch.distributed` with more than one rank
+    (:mod:`mllmrec_pyg.distributed`), :meth:`evaluate` is a collective that
+    every rank must call: rank :math:`r` ranks a contiguous share of the
+    evaluated users, made of whole chunks of :obj:`batch_size` users
+    (:func:`~mllmrec_pyg.distributed.shard_bounds` over the chunks), and
+    the ranked lists are all-gathered in user order.  Every chunk is thus
+    scored exactly as one process scores it, and every rank computes the
+    metrics of all users from identical lists: the results equal the
+    single-process ones EXACTLY, on every rank.  With fewer chunks than
+    ranks some ranks rank nothing (lower :obj:`batch_size` to share more).
+
     Args:
         data (torch_geometric.data.HeteroData): The dataset with
             :obj:`train_mask`, :obj:`val_mask` and :obj:`test_mask` on its
@@ -265,6 +277,18 @@ class Evaluator:
                 raise ValueError(f"The dataset has no '{split}' split to evaluate "
                                  f"(available: {self.splits})")
 
+    def _rank_sharded(self, user_emb: Tensor, item_emb: Tensor, users: Tensor,
+                      exclude: str) -> Tensor:
+        r""":meth:`rank` of :obj:`users`, shared between the ranks by whole
+        chunks of :obj:`batch_size` users when distributed."""
+        if not distributed.is_distributed():
+            return self.rank(user_emb, item_emb, users, exclude=exclude)
+        num_chunks = (users.numel() + self.batch_size - 1) // self.batch_size
+        first, last = distributed.shard_bounds(num_chunks)
+        mine = users[first * self.batch_size:last * self.batch_size]
+        return distributed.all_gather_cat(
+            self.rank(user_emb, item_emb, mine, exclude=exclude))
+
     @torch.no_grad()
     def evaluate(self, source: EmbeddingSource,
                  splits: Sequence[str] = ('val', 'test')) -> dict[str, EvaluationResult]:
@@ -282,7 +306,7 @@ class Evaluator:
         out: dict[str, EvaluationResult] = {}
         for members in groups.values():
             users = torch.unique(torch.cat([self.users[s] for s in members]))
-            topk = self.rank(user_emb, item_emb, users, exclude=members[0])
+            topk = self._rank_sharded(user_emb, item_emb, users, members[0])
             users = users.to(topk.device)
             for split in members:
                 index = torch.searchsorted(users, self.users[split].to(topk.device))

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mllmrec_pyg import distributed
+
 
 def bpr_loss(pos_score: Tensor, neg_score: Tensor) -> Tensor:
     r"""Returns the mean Bayesian Personalized Ranking loss of `"BPR"
@@ -48,5 +50,30 @@ def embedding_norm_loss(*embeddings: Tensor) -> Tensor:
     """
     if len(embeddings) == 0:
         raise ValueError("'embedding_norm_loss' needs at least one tensor")
+    shard = distributed.current_global_batch()
+    if shard is not None and distributed.is_distributed():
+        return _sharded_embedding_norm_loss(embeddings, *shard)
     total = torch.stack([emb.norm(p=2) for emb in embeddings]).sum()
     return total / embeddings[-1].size(0)
+
+
+def _sharded_embedding_norm_loss(embeddings: tuple[Tensor, ...], size: int,
+                                 rows: int) -> Tensor:
+    r""":func:`embedding_norm_loss` of this rank's :obj:`rows` rows of a
+    global batch of :obj:`size` rows (:class:`~mllmrec_pyg.train.Trainer`
+    under :mod:`torch.distributed`).  The norm of the GLOBAL batch is not a
+    mean over rows, so each rank returns the surrogate
+
+    .. math::
+        \frac{1}{n_r} \sum_k \frac{\lVert \mathbf{E}_k^{(r)}
+        \rVert_F^2}{\lVert \mathbf{E}_k \rVert_F}
+
+    (the global norms all-reduced, without gradient; half of it detached)
+    whose value and gradient, weighted by :math:`n_r / B` as the trainer's
+    DDP step weights a shard, sum over the ranks to the single-process
+    loss and gradient."""
+    squares = torch.stack([emb.pow(2).sum() for emb in embeddings])
+    total = squares.detach().clone() if rows > 0 else torch.zeros_like(squares)
+    torch.distributed.all_reduce(total)
+    half = squares / (2 * total.sqrt().clamp_min(1e-30))
+    return (half + half.detach()).sum() / max(embeddings[-1].size(0), 1)

@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 from torch_geometric.data import HeteroData
 
+from mllmrec_pyg.distributed import barrier, is_main_process
 from mllmrec_pyg.nn.models.base import Recommender
 
 from .reproducibility import seed_everything
@@ -125,8 +126,9 @@ def grid_search(build_model: Callable[..., Recommender], data: HeteroData,
     if all(r is None for r in results):
         raise ValueError('Every combination of the grid failed: ' + rows[0].get('error', ''))
     best_index = select_best(rows, f'val_{val_metric}')
-    if table_path is not None:
+    if table_path is not None and is_main_process():
         write_table(rows, table_path)
+    barrier()
 
     best = results[best_index]
     assert best is not None

@@ -1,6 +1,7 @@
 r"""The training loop shared by every recommender of this package."""
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ import torch
 from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
+from mllmrec_pyg import distributed
 from mllmrec_pyg.data import train_edge_index
 from mllmrec_pyg.metrics import EvaluationResult, Evaluator
 from mllmrec_pyg.metrics.ranking import RANKING_METRICS
@@ -61,6 +63,28 @@ def history_mean(history: Sequence[dict[str, Any]], column: str) -> float:
     :obj:`history` (:obj:`0.0` without a row)."""
     values = [row[column] for row in history]
     return sum(values) / max(len(values), 1)
+
+
+def loss_couples_batch(model: Recommender) -> bool:
+    r"""Whether :obj:`model`'s loss on a batch differs from the mean of
+    its losses on a split of the batch beyond the row-wise means (e.g.
+    SOIL's in-batch InfoNCE), as the model's :obj:`loss_couples_batch`
+    class attribute says (default: :obj:`False`)."""
+    return bool(getattr(model, 'loss_couples_batch', False))
+
+
+class _LossForward(torch.nn.Module):
+    r"""Routes a recommender's :meth:`loss` through :meth:`forward`, so that
+    :class:`~torch.nn.parallel.DistributedDataParallel` sees the call (its
+    gradient all-reduce is armed by the wrapper's :meth:`forward`; calling
+    :obj:`ddp.module.loss` would bypass it)."""
+    def __init__(self, model: Recommender) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, user: torch.Tensor, pos_item: torch.Tensor,
+                neg_item: torch.Tensor) -> torch.Tensor:
+        return self.model.loss(user, pos_item, neg_item)
 
 
 @dataclass
@@ -115,6 +139,36 @@ class Trainer:
     metrics to :obj:`out_dir/log.csv`; :meth:`fit` with :obj:`resume=True`
     continues from the checkpoint and reaches the same result as an
     uninterrupted run.
+
+    Under :obj:`torchrun` (a :mod:`torch.distributed` process group with
+    :math:`W > 1` ranks, see :mod:`mllmrec_pyg.distributed`) the model is
+    trained with :class:`~torch.nn.parallel.DistributedDataParallel` and
+    the result is the single-process one up to float rounding:
+
+    * every rank draws the epoch's permutation and ALL its negatives from
+      the same seeded generator (:obj:`seed`), so the global batches are
+      exactly the single-process batches; rank :math:`r` takes the
+      contiguous rows :func:`~mllmrec_pyg.distributed.shard_bounds` gives it
+      (:math:`\lceil B / W \rceil` or :math:`\lfloor B / W \rfloor` rows
+      when :math:`W` does not divide :math:`B`, e.g. the last batch);
+    * the model's mean loss over a shard of :math:`n_r` rows is scaled by
+      :math:`n_r W / B` before the backward pass, so DDP's mean all-reduce
+      of the gradients is the gradient of the full batch's mean loss, also
+      for unequal shards; a rank with an empty shard (:math:`B < W`) runs
+      one row with weight :math:`0` so that it still joins the all-reduce.
+      This is exact for losses that are means over the rows of the batch
+      (BPR) and for :func:`~mllmrec_pyg.nn.loss.embedding_norm_loss` (the
+      norm of the whole batch, made shard-aware by one all-reduce of three
+      scalars).  A loss that couples the rows of a batch (SOIL's in-batch
+      InfoNCE; a model says so with :obj:`loss_couples_batch = True`) is
+      not split: every rank computes the whole global batch, which keeps
+      the single-process update but divides no work;
+    * the logged loss is the all-reduced global batch loss, validation
+      shards the users (:class:`~mllmrec_pyg.metrics.Evaluator`) and
+      gathers them in order, so early stopping decides identically on every
+      rank;
+    * only rank :obj:`0` writes :obj:`checkpoint.pt`, :obj:`log.csv` and
+      TensorBoard; every rank reads the checkpoint on :obj:`resume`.
 
     Args:
         model (Recommender): The model, already on its device.
@@ -192,6 +246,10 @@ class Trainer:
                                           fused=fused and len(params) > 0)
         self.generator = torch.Generator().manual_seed(seed)
         self.early_stopping = EarlyStopping(patience)
+        self._ddp: Optional[torch.nn.Module] = None
+        if distributed.is_distributed() and len(params) > 0:
+            self._ddp = self._wrap_ddp(model)
+        self._replicate_batches = loss_couples_batch(model)
         self.best_state: Optional[dict[str, torch.Tensor]] = None
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
@@ -213,6 +271,24 @@ class Trainer:
                 f'batch_size={self.batch_size}, max_epochs={self.max_epochs}, '
                 f'patience={self.patience}, val_metric={self.val_metric})')
 
+    @staticmethod
+    def _wrap_ddp(model: Recommender) -> torch.nn.Module:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device = next(model.parameters()).device
+        # find_unused_parameters: SOIL's and FREEDOM's (reg_weight=0) losses
+        # leave some parameters without a gradient; the search costs one
+        # walk of the autograd graph per step.  No buffer sync per forward
+        # (forward_sync_buffers, formerly broadcast_buffers): the buffers
+        # (graphs) are built identically on every rank.  DDP broadcasts rank
+        # 0's parameters and buffers once, here.
+        new = 'forward_sync_buffers' in inspect.signature(DistributedDataParallel).parameters
+        sync: dict[str, Any] = {'forward_sync_buffers' if new else 'broadcast_buffers': False}
+        return DistributedDataParallel(
+            _LossForward(model),
+            device_ids=[device.index] if device.type == 'cuda' else None,
+            find_unused_parameters=True, **sync)
+
     def _device(self) -> torch.device:
         for tensor in self.model.parameters():
             return tensor.device
@@ -227,21 +303,52 @@ class Trainer:
         batches = 0
         for user, pos, neg in self.sampler.epoch(self.generator):
             self.optimizer.zero_grad()
-            loss = self.model.loss(user.to(device), pos.to(device), neg.to(device))
-            loss.backward()
+            if self._ddp is None:
+                loss = self.model.loss(user.to(device), pos.to(device), neg.to(device))
+                loss.backward()
+                total += loss.detach()
+            else:
+                total += self._shard_step(user, pos, neg, device)
             self.optimizer.step()
-            total += loss.detach()
             batches += 1
+        if self._ddp is not None:
+            torch.distributed.all_reduce(total)
         mean = float(total) / max(batches, 1)
         if mean != mean:
             raise ValueError(f'The training loss became NaN in epoch {self.epoch + 1}: '
                              f'lower the learning rate or raise the regularisation')
         return mean
 
+    def _shard_step(self, user: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+                    device: torch.device) -> torch.Tensor:
+        r"""The backward pass of this rank's shard of one global batch;
+        returns the shard's share of the global batch loss (the shares sum
+        to it over the ranks)."""
+        assert self._ddp is not None
+        if self._replicate_batches:
+            # Every rank computes the same full-batch gradient; DDP's mean
+            # of identical gradients is that gradient.
+            loss = self._ddp(user.to(device), pos.to(device), neg.to(device))
+            loss.backward()
+            return loss.detach() / distributed.world_size()
+        size = user.numel()
+        start, end = distributed.shard_bounds(size)
+        rows = end - start
+        if rows == 0:
+            # Fewer rows than ranks: this rank still joins the all-reduce,
+            # with one row of weight zero.
+            start, end = 0, 1
+        weight = rows / size
+        with distributed.global_batch(size, rows):
+            loss = self._ddp(user[start:end].to(device), pos[start:end].to(device),
+                             neg[start:end].to(device))
+            (loss * (weight * distributed.world_size())).backward()
+        return loss.detach() * weight
+
     def save_checkpoint(self) -> None:
         r"""Writes the full training state to :attr:`checkpoint_path`."""
         path = self.checkpoint_path
-        if path is None:
+        if path is None or not distributed.is_main_process():
             return
         os.makedirs(os.path.dirname(path), exist_ok=True)
         state = {
@@ -300,12 +407,13 @@ class Trainer:
         if resume and path is not None and os.path.exists(path):
             self.load_checkpoint(path, fix=RESUME_FIX)
         logger = None
-        if self.out_dir is not None:
+        if self.out_dir is not None and distributed.is_main_process():
             logger = MetricLogger(os.path.join(self.out_dir, 'log.csv'),
                                   os.path.join(self.out_dir, 'tb') if self.tensorboard else None)
             logger.restore(self.history)
 
-        bar = tqdm(total=self.max_epochs, initial=self.epoch, disable=not self.progress,
+        bar = tqdm(total=self.max_epochs, initial=self.epoch,
+                   disable=not self.progress or not distributed.is_main_process(),
                    desc=self.model.__class__.__name__, unit='epoch')
         try:
             while self.epoch < self.max_epochs and not self.early_stopping.should_stop:
@@ -340,6 +448,9 @@ class Trainer:
             bar.close()
             if logger is not None:
                 logger.close()
+        # The other ranks may read what rank 0 just wrote (a grid's best
+        # checkpoint).
+        distributed.barrier()
 
         if self.best_state is None:
             raise ValueError('No epoch was trained (max_epochs reached by the checkpoint); '

@@ -9,11 +9,19 @@ computed for blocks of item rows whose output size is bounded in advance.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import Tensor
+from torch.distributed import ProcessGroup
 
+from mllmrec_pyg.transforms._distributed import (
+    gather_rows,
+    group_shard,
+    shard_bounds,
+)
 from mllmrec_pyg.utils.progress import progress_bar
 
 #: Upper bound on the non-zeros of one block of R R^T (about 50 MiB of
@@ -42,6 +50,8 @@ def jaccard_topk(
     k: int,
     block_nonzeros: int = _BLOCK_NONZEROS,
     progress: bool = False,
+    item_range: Optional[tuple[int, int]] = None,
+    group: Optional[ProcessGroup] = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""Per item, the :obj:`k` other items of largest Jaccard similarity of
     their audiences in :obj:`edge_index` (:obj:`[2, E]`, row 0 user, row 1
@@ -53,7 +63,23 @@ def jaccard_topk(
     :obj:`edge_index.device`, sorted by row, then Jaccard descending, then
     column ascending.  With :obj:`progress`, a bar over the items on a
     terminal.
+
+    With :obj:`item_range` :obj:`(a, b)`, only the rows of the items
+    :math:`a \le i < b` are computed; with a process :obj:`group`, each rank
+    computes the rows of its contiguous block of items
+    (:func:`~mllmrec_pyg.distributed.shard_bounds`) and the blocks are
+    gathered in rank order, so every rank returns the full result.  Both
+    equal the corresponding rows of the full computation exactly: a row
+    depends only on its own intersection counts (integers) and set sizes,
+    not on the block it is computed in.
     """
+    if group is not None:
+        rank, world = group_shard(group)
+        part = jaccard_topk(edge_index, num_users, num_items, k,
+                            block_nonzeros, progress and rank == 0,
+                            shard_bounds(num_items, rank, world))
+        row, col, jac = gather_rows(part, group)
+        return row, col, jac
     device = edge_index.device
     user, item = edge_index.detach().cpu().numpy().astype(np.int64)
     ones = np.ones(user.size, dtype=np.int64)
@@ -64,9 +90,10 @@ def jaccard_topk(
     size = np.diff(R.indptr)
     work = R @ np.diff(Rt.indptr)
 
+    lo, hi = (0, num_items) if item_range is None else item_range
     rows, cols, vals = [], [], []
-    bounds = _block_bounds(work, block_nonzeros)
-    bar = progress_bar(num_items, 'Jaccard', progress, unit='item')
+    bounds = [lo + b for b in _block_bounds(work[lo:hi], block_nonzeros)]
+    bar = progress_bar(hi - lo, 'Jaccard', progress, unit='item')
     for start, end in zip(bounds[:-1], bounds[1:], strict=False):
         bar.update(end - start)
         C = (R[start:end] @ Rt).tocsr()

@@ -13,7 +13,14 @@ from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
+from torch.distributed import ProcessGroup
 
+from mllmrec_pyg.transforms._distributed import (
+    gather_rows,
+    grid_blocks,
+    group_shard,
+    shard_bounds,
+)
 from mllmrec_pyg.utils.progress import progress_bar
 
 #: Similarity blocks hold about this many scores (16 MiB in float32).
@@ -138,6 +145,8 @@ def cosine_topk(
     chunk_size: Optional[int] = None,
     block_elements: int = _CHUNK_ELEMENTS,
     progress: bool = False,
+    item_range: Optional[tuple[int, int]] = None,
+    group: Optional[ProcessGroup] = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""Exact cosine top-:obj:`k` neighbours of every row of :obj:`x`
     (with :obj:`progress`, a bar over the query rows on a terminal).
@@ -153,7 +162,27 @@ def cosine_topk(
 
     Returns :obj:`(row, col, sim)` sorted by :obj:`row`, then by similarity
     descending, then :obj:`col` ascending.
+
+    With :obj:`item_range` :obj:`(a, b)`, only the rows of the items
+    :math:`a \le i < b` are returned (a shard of the sharded build), and
+    they are bitwise the rows of the full search: the query blocks stay
+    those of the full search (the grid of :obj:`chunk_size` non-zero rows
+    from the first one), a block that the range cuts is computed whole and
+    only its rows inside the range are kept, so every product has the shape
+    and inputs of one the full search runs.
+
+    With a process :obj:`group`, each rank searches the rows of its
+    contiguous block of items (:func:`~mllmrec_pyg.distributed.shard_bounds`)
+    and the blocks are gathered in rank order: every rank returns the full
+    result, equal to the one-process search.
     """
+    if group is not None:
+        rank, world = group_shard(group)
+        part = cosine_topk(x, k, include_self, chunk_size, block_elements,
+                           progress and rank == 0,
+                           shard_bounds(x.size(0), rank, world))
+        row, col, sim = gather_rows(part, group)
+        return row, col, sim
     num_nodes = x.size(0)
     z, query_index, k = unit_rows(x, k, include_self)
     if k <= 0:
@@ -169,17 +198,23 @@ def cosine_topk(
     cols = min(num_nodes, max(k + 1, block_elements // rows))
     self_score = float('inf') if include_self else float('-inf')
 
+    # The non-zero rows this call returns: positions lo..hi of query_index.
+    lo, hi = 0, num_queries
+    if item_range is not None:
+        bounds = torch.tensor(item_range, dtype=torch.long, device=x.device)
+        lo, hi = torch.searchsorted(query_index, bounds).tolist()
+
     # Results go into preallocated [Q, k] tensors and every block reuses one
     # score buffer: allocating them per block interleaves small long-lived
     # tensors with large short-lived ones, which fragments the CPU heap
     # (measured: +10 MiB per block, 15 GiB at 100k items).
-    out_col = torch.empty(num_queries, k, dtype=torch.long, device=x.device)
-    out_sim = torch.empty(num_queries, k, dtype=x.dtype, device=x.device)
-    out_keep = torch.empty(num_queries, k, dtype=torch.bool, device=x.device)
+    out_col = torch.empty(hi - lo, k, dtype=torch.long, device=x.device)
+    out_sim = torch.empty(hi - lo, k, dtype=x.dtype, device=x.device)
+    out_keep = torch.empty(hi - lo, k, dtype=torch.bool, device=x.device)
     buffer = torch.empty(rows * cols, dtype=x.dtype, device=x.device)
-    bar = progress_bar(num_queries, 'k-NN search', progress, unit='item')
-    for start in range(0, num_queries, rows):
-        q = query_index[start:start + rows]
+    bar = progress_bar(hi - lo, 'k-NN search', progress, unit='item')
+    for start, stop in grid_blocks(lo, hi, rows, num_queries):
+        q = query_index[start:stop]
         zq = z[q]
         best_sim = x.new_full((q.numel(), k), float('-inf'))
         best_col = torch.zeros(q.numel(), k, dtype=torch.long, device=x.device)
@@ -200,12 +235,14 @@ def cosine_topk(
             best_col = torch.cat([best_col, index + first], dim=1).gather(1, pos)
             best_sim = values
         best_sim, keep = self_and_valid(best_sim, best_col, q, include_self)
-        out_col[start:start + q.numel()] = best_col
-        out_sim[start:start + q.numel()] = best_sim
-        out_keep[start:start + q.numel()] = keep
-        bar.update(q.numel())
+        # The rows of this block inside lo..hi.
+        a, b = max(start, lo), min(stop, hi)
+        out_col[a - lo:b - lo] = best_col[a - start:b - start]
+        out_sim[a - lo:b - lo] = best_sim[a - start:b - start]
+        out_keep[a - lo:b - lo] = keep[a - start:b - start]
+        bar.update(b - a)
     bar.close()
     del buffer
 
-    row = query_index.unsqueeze(1).expand(-1, k)[out_keep]
+    row = query_index[lo:hi].unsqueeze(1).expand(-1, k)[out_keep]
     return row, out_col[out_keep], out_sim[out_keep]

@@ -53,6 +53,12 @@ class CandidateCache:
     features or of the edges, with the search settings), never by names,
     so other features or another split can never hit a stale entry.
 
+    With a process group (the :obj:`group` of the transforms), every rank
+    keeps its own cache.  A sharded search equals the one-process search,
+    so the group is not part of the key; but a miss runs collectives, so
+    every rank must make the same requests in the same order (as ranks
+    running the same sweep on the same data do).
+
     .. code-block:: python
 
         from mllmrec_pyg.transforms import CandidateCache, RefineItemGraph

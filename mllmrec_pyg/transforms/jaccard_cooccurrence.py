@@ -3,11 +3,13 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from torch.distributed import ProcessGroup
 from torch_geometric.data import HeteroData
 from torch_geometric.data.datapipes import functional_transform
 from torch_geometric.transforms import BaseTransform
 
 from mllmrec_pyg.data import INTERACTS, train_edge_index
+from mllmrec_pyg.transforms._distributed import check_group
 from mllmrec_pyg.transforms._jaccard import jaccard_topk
 from mllmrec_pyg.transforms.candidates import CandidateCache
 
@@ -68,17 +70,27 @@ class JaccardCoOccurrence(BaseTransform):
             (default: :obj:`None`, compute on every call)
         progress (bool, optional): A progress bar over the items, shown on
             a terminal only. (default: :obj:`False`)
+        group (torch.distributed.ProcessGroup, optional): Shares the
+            computation out between the ranks of a process group (e.g.
+            :obj:`torch.distributed.group.WORLD`): every rank must call the
+            transform on the same data, computes the rows of its contiguous
+            block of items from all the training edges, and ends with the
+            full graph, equal to the one-process one exactly.
+            (default: :obj:`None`, one process)
     """
     def __init__(self, k: int = 10,
                  candidates: Optional[CandidateCache] = None,
-                 progress: bool = False) -> None:
+                 progress: bool = False,
+                 group: Optional[ProcessGroup] = None) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ValueError(f"JaccardCoOccurrence: 'k' must be a "
                              f"non-negative integer, 0 disabling the graph "
                              f"(got {k!r})")
+        check_group(group, 'JaccardCoOccurrence')
         self.k = k
         self.candidates = candidates
         self.progress = progress
+        self.group = group
 
     def forward(self, data: HeteroData) -> HeteroData:
         if not isinstance(data, HeteroData):
@@ -119,12 +131,14 @@ class JaccardCoOccurrence(BaseTransform):
 
         if self.candidates is None:
             row, col, weight = jaccard_topk(edge_index, num_users, num_items,
-                                            self.k, progress=self.progress)
+                                            self.k, progress=self.progress,
+                                            group=self.group)
         else:
             row, col, weight = self.candidates.jaccard(
                 edge_index, num_users, num_items, self.k,
                 lambda k: jaccard_topk(edge_index, num_users, num_items, k,
-                                       progress=self.progress))
+                                       progress=self.progress,
+                                       group=self.group))
         store.edge_index = torch.stack([row, col], dim=0)
         store.edge_weight = weight.to(torch.get_default_dtype())
         return data

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any, List, Optional, Sequence, Union
 
+from torch.distributed import ProcessGroup
 from torch_geometric.transforms import BaseTransform, Compose
 
 from mllmrec_pyg.transforms.candidates import CandidateCache
@@ -94,6 +95,14 @@ class RefineItemGraph(Compose):
             sweep), see :class:`CandidateCache`. (default: :obj:`None`)
         progress (bool, optional): Progress bars for the k-NN and Jaccard
             searches, shown on a terminal only. (default: :obj:`False`)
+        group (torch.distributed.ProcessGroup, optional): Shares the k-NN
+            searches and the Jaccard lists out between the ranks of a
+            process group (e.g. :obj:`torch.distributed.group.WORLD`; torch
+            and ivf backends), see :class:`ThresholdKNN` and
+            :class:`JaccardCoOccurrence`; every rank calls the transform on
+            the same data, the edges are gathered and every rank normalises
+            the full graph, equal to the one-process build exactly.
+            (default: :obj:`None`, one process)
     """
     def __init__(
         self,
@@ -113,6 +122,7 @@ class RefineItemGraph(Compose):
         modality_weights: Optional[Sequence[float]] = None,
         candidates: Optional[CandidateCache] = None,
         progress: bool = False,
+        group: Optional[ProcessGroup] = None,
     ) -> None:
         keys = [key] if isinstance(key, str) else list(key)
         if not keys or not all(isinstance(k, str) for k in keys):
@@ -127,7 +137,8 @@ class RefineItemGraph(Compose):
         alphas = self._alphas(alpha, keys, fusion)
         knn_args: Any = dict(include_self=include_self, chunk_size=chunk_size,
                              backend=backend, nlist=nlist, nprobe=nprobe,
-                             candidates=candidates, progress=progress)
+                             candidates=candidates, progress=progress,
+                             group=group)
         transforms: List[BaseTransform] = []
         self.fuse: Optional[FuseFeatures] = None
         if len(keys) == 1:
@@ -144,7 +155,7 @@ class RefineItemGraph(Compose):
                          if w > 0]
         self.knn = self.knns[0]
         self.cooccurrence = JaccardCoOccurrence(jaccard_k, candidates,
-                                                progress)
+                                                progress, group)
         self.normalize = NormalizeItemGraph(
             relations=[t.relation for t in self.knns] + ['cooccurs'],
             degree=degree, symmetrize=symmetrize,

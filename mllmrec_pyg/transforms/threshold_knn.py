@@ -5,16 +5,20 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
+from torch.distributed import ProcessGroup
 from torch_geometric.data import Data, HeteroData
 from torch_geometric.data.datapipes import functional_transform
 from torch_geometric.transforms import BaseTransform
 
+from mllmrec_pyg.transforms._distributed import check_group
 from mllmrec_pyg.transforms._faiss import faiss_topk
 from mllmrec_pyg.transforms._ivf import ivf_topk
 from mllmrec_pyg.transforms._topk import cosine_topk
 from mllmrec_pyg.transforms.candidates import CandidateCache
 
 _BACKENDS = ('torch', 'ivf', 'faiss', 'faiss-ivf')
+#: The backends that can share a search out between the ranks of a group.
+_SHARDED_BACKENDS = ('torch', 'ivf')
 
 
 @functional_transform('threshold_knn')
@@ -122,6 +126,20 @@ class ThresholdKNN(BaseTransform):
         progress (bool, optional): A progress bar over the items during the
             search (torch and ivf backends), shown on a terminal only.
             (default: :obj:`False`)
+        group (torch.distributed.ProcessGroup, optional): Shares the search
+            out between the ranks of a process group (gloo on CPU, NCCL on
+            GPU; the default group is
+            :obj:`torch.distributed.group.WORLD`, after
+            :func:`torch.distributed.init_process_group`): every rank must
+            call the transform on the same features, searches the rows of
+            its contiguous block of items (torch backend) or the queries of
+            its range of clusters (ivf backend, same clustering on every
+            rank) against all items, and ends with the full graph, equal
+            edge for edge (order and ties included) to the one-process
+            build.  Memory per rank is :math:`O(Nk/\text{ranks})` for the
+            search plus the replicated features and the gathered
+            :math:`O(Nk)` graph.  Torch and ivf backends only.
+            (default: :obj:`None`, one process)
     """
     def __init__(
         self,
@@ -138,6 +156,7 @@ class ThresholdKNN(BaseTransform):
         nprobe: Optional[int] = None,
         candidates: Optional[CandidateCache] = None,
         progress: bool = False,
+        group: Optional[ProcessGroup] = None,
     ) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
             raise ValueError(f"ThresholdKNN: 'k' must be a positive integer "
@@ -157,6 +176,12 @@ class ThresholdKNN(BaseTransform):
         if backend not in _BACKENDS:
             raise ValueError(f"ThresholdKNN: unknown backend {backend!r} "
                              f"(expected one of {', '.join(_BACKENDS)})")
+        if group is not None and backend not in _SHARDED_BACKENDS:
+            raise ValueError(f"ThresholdKNN: backend {backend!r} cannot be "
+                             f"sharded over a process group; use "
+                             f"backend='torch' (exact) or 'ivf', or "
+                             f"group=None")
+        check_group(group, 'ThresholdKNN')
         self.k = k
         self.alpha = None if alpha is None else float(alpha)
         self.include_self = include_self
@@ -170,6 +195,7 @@ class ThresholdKNN(BaseTransform):
         self.nprobe = nprobe
         self.candidates = candidates
         self.progress = progress
+        self.group = group
 
     def _features(self, data: Union[Data, HeteroData]) -> Tensor:
         if isinstance(data, HeteroData):
@@ -206,10 +232,11 @@ class ThresholdKNN(BaseTransform):
         before the threshold."""
         if self.backend == 'torch':
             return cosine_topk(x, self.k, self.include_self, self.chunk_size,
-                               progress=self.progress)
+                               progress=self.progress, group=self.group)
         if self.backend == 'ivf':
             return ivf_topk(x, self.k, self.include_self, self.nlist,
-                            self.nprobe, progress=self.progress)
+                            self.nprobe, progress=self.progress,
+                            group=self.group)
         return faiss_topk(x, self.k, self.include_self,
                           self.backend == 'faiss-ivf', self.nlist,
                           self.nprobe)

@@ -25,7 +25,7 @@ def test_keys_are_the_real_argument_names():
 
     # The search cache and the progress bars are not settings of a run.
     assert set(graph_keys()) == set(inspect.signature(RefineItemGraph).parameters) - {
-        'candidates', 'progress'}
+        'candidates', 'progress', 'group'}
     assert set(train_keys()) == set(inspect.signature(Trainer).parameters) - {
         'model', 'data', 'out_dir', 'progress', 'tensorboard'}
     assert {'hidden_channels', 'out_channels', 'item_layers', 'user_init'} <= set(

@@ -540,6 +540,10 @@ class SOIL(Recommender):
         'view_cl_weight': [0.001, 0.01, 0.1],
         'user_item_cl_weight': [0.001, 0.01, 0.1],
     }
+    #: The InfoNCE terms use the other rows of the batch as negatives: a
+    #: batch cannot be split across ranks (see :class:`~mllmrec_pyg.train.Trainer`).
+    loss_couples_batch = True
+
     #: The official per-dataset :obj:`knn_i` / :obj:`knn_a`.
     DATASET_SETTINGS: Dict[str, Dict[str, int]] = {
         'baby': {'knn_i': 10, 'knn_a': 2},
