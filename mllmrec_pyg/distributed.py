@@ -7,7 +7,7 @@ Every helper works without a process group: :meth:`is_distributed` is then
 import contextlib
 import os
 from datetime import timedelta
-from typing import Iterator, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -180,30 +180,63 @@ def current_global_batch() -> Optional[Tuple[int, int]]:
     return _GLOBAL_BATCH
 
 
+def collective_device(group: Optional[Any] = None) -> torch.device:
+    r"""The device collectives of :obj:`group` run on: CUDA for NCCL, the
+    CPU otherwise (gloo has no :obj:`all_gather` of CUDA tensors)."""
+    if dist.get_backend(group) == 'nccl':
+        return torch.device('cuda', torch.cuda.current_device())
+    return torch.device('cpu')
+
+
+def gather_rows(tensors: Sequence[torch.Tensor],
+                group: Optional[Any] = None) -> List[torch.Tensor]:
+    r"""Concatenates, for each of :obj:`tensors` (equal length along
+    dimension :obj:`0` on this rank, lengths free to differ between ranks),
+    the tensors of all ranks of :obj:`group` in rank order; every rank gets
+    the result, on the device of its input.
+
+    The lengths are gathered first, each tensor is padded to the longest
+    and gathered with :func:`torch.distributed.all_gather`, and the padding
+    is cut off: the result is exact (no conversion).
+
+    Args:
+        tensors (Sequence[torch.Tensor]): This rank's shards.
+        group (ProcessGroup, optional): The group. (default: :obj:`None`,
+            the default group)
+    """
+    world = dist.get_world_size(group)
+    device = collective_device(group)
+    length = torch.tensor([tensors[0].size(0) if tensors else 0],
+                          dtype=torch.long, device=device)
+    lengths_t = [torch.zeros_like(length) for _ in range(world)]
+    dist.all_gather(lengths_t, length, group=group)
+    lengths = [int(t) for t in lengths_t]
+    longest = max(lengths)
+    out = []
+    for tensor in tensors:
+        padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype,
+                             device=device)
+        padded[:tensor.size(0)] = tensor
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(parts, padded, group=group)
+        del padded
+        out.append(torch.cat([part[:n] for part, n in
+                              zip(parts, lengths, strict=True)]).to(tensor.device))
+    return out
+
+
 def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
-    r"""Concatenates :obj:`tensor` from every rank in rank order along
-    dimension :obj:`0` (shards may differ in length); returns
-    :obj:`tensor` itself without a process group.
+    r"""Concatenates :obj:`tensor` from every rank of the default group in
+    rank order along dimension :obj:`0` (shards may differ in length, see
+    :func:`gather_rows`); returns :obj:`tensor` itself without a process
+    group.
 
     Args:
         tensor (torch.Tensor): This rank's shard.
     """
     if not is_distributed():
         return tensor
-    w = world_size()
-    size = torch.tensor([tensor.size(0)], dtype=torch.long,
-                        device=tensor.device)
-    sizes: List[torch.Tensor] = [torch.zeros_like(size) for _ in range(w)]
-    dist.all_gather(sizes, size)
-    lengths = [int(s.item()) for s in sizes]
-    longest = max(lengths)
-    if longest == 0:
-        return tensor
-    padded = tensor.new_zeros((longest, ) + tuple(tensor.shape[1:]))
-    padded[:tensor.size(0)] = tensor
-    out = [torch.empty_like(padded) for _ in range(w)]
-    dist.all_gather(out, padded.contiguous())
-    return torch.cat([o[:n] for o, n in zip(out, lengths, strict=True)], dim=0)
+    return gather_rows([tensor])[0]
 
 
 def broadcast_object(obj: object, src: int = 0) -> object:

@@ -3,21 +3,21 @@ r"""Process-group collectives of the sharded item graph.
 The graph transforms take an explicit :obj:`group` (a
 :class:`torch.distributed.ProcessGroup`, e.g.
 :obj:`torch.distributed.group.WORLD`), so these helpers take one too;
-:func:`mllmrec_pyg.distributed.all_gather_cat` only knows the default group.
+the variable-length gather is :func:`mllmrec_pyg.distributed.gather_rows`.
 Collectives run on the device the backend needs (CUDA for NCCL, CPU
 otherwise: gloo has no :obj:`all_gather` of CUDA tensors) and their results
 go back to the device of the input.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, List, Sequence, Tuple
+from typing import Any, Iterator, Tuple
 
-import torch
 import torch.distributed as dist
 from torch import Tensor
 from torch.distributed import ProcessGroup
 
-from mllmrec_pyg.distributed import shard_bounds
+from mllmrec_pyg.distributed import collective_device as _device
+from mllmrec_pyg.distributed import gather_rows, shard_bounds
 
 __all__ = ['check_group', 'group_shard', 'gather_rows', 'broadcast_',
            'grid_blocks', 'shard_bounds']
@@ -43,43 +43,6 @@ def check_group(group: Any, owner: str) -> None:
 def group_shard(group: ProcessGroup) -> Tuple[int, int]:
     r"""Returns :obj:`(rank, world_size)` of this process in :obj:`group`."""
     return dist.get_rank(group), dist.get_world_size(group)
-
-
-def _device(group: ProcessGroup) -> torch.device:
-    if dist.get_backend(group) == 'nccl':
-        return torch.device('cuda', torch.cuda.current_device())
-    return torch.device('cpu')
-
-
-def gather_rows(tensors: Sequence[Tensor], group: ProcessGroup) -> List[Tensor]:
-    r"""Concatenates, for each of :obj:`tensors` (equal length along
-    dimension :obj:`0` on this rank, lengths free to differ between ranks),
-    the tensors of all ranks of :obj:`group` in rank order.
-
-    The lengths are gathered first, each tensor is padded to the longest
-    and gathered with :func:`torch.distributed.all_gather`, and the padding
-    is cut off: the result is exact (no conversion) and every rank gets it.
-    """
-    world = dist.get_world_size(group)
-    device = _device(group)
-    length = torch.tensor([tensors[0].size(0) if tensors else 0],
-                          dtype=torch.long, device=device)
-    lengths_t = [torch.zeros_like(length) for _ in range(world)]
-    dist.all_gather(lengths_t, length, group=group)
-    lengths = [int(t) for t in lengths_t]
-    longest = max(lengths)
-    out = []
-    for tensor in tensors:
-        padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype,
-                             device=device)
-        padded[:tensor.size(0)] = tensor
-        parts = [torch.empty_like(padded) for _ in range(world)]
-        dist.all_gather(parts, padded, group=group)
-        del padded
-        out.append(torch.cat([part[:n] for part, n in
-                              zip(parts, lengths, strict=True)]).to(
-                                  tensor.device))
-    return out
 
 
 def broadcast_(tensor: Tensor, group: ProcessGroup) -> Tensor:
