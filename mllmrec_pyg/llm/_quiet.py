@@ -27,3 +27,23 @@ def no_weight_loading_bar() -> Iterator[None]:
     finally:
         if was_enabled:
             logging.enable_progress_bar()
+
+
+@contextmanager
+def no_stderr_bars() -> Iterator[None]:
+    r"""Routes :obj:`sys.stderr` to a buffer for a block whose libraries
+    draw raw :obj:`tqdm` bars that no setting hides (the GGUF
+    de-quantisation and shard writing of :obj:`transformers`); on an error
+    the buffer is written out before the exception propagates, so nothing
+    useful is lost."""
+    import io
+    import sys
+    from contextlib import redirect_stderr
+
+    buffer = io.StringIO()
+    try:
+        with redirect_stderr(buffer):
+            yield
+    except BaseException:
+        sys.stderr.write(buffer.getvalue())
+        raise

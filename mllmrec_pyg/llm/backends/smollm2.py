@@ -9,7 +9,7 @@ import shutil
 from typing import Any, Optional, Sequence, Tuple
 
 from mllmrec_pyg.data.hashing import mllmrec_home
-from mllmrec_pyg.llm._quiet import no_weight_loading_bar
+from mllmrec_pyg.llm._quiet import no_stderr_bars, no_weight_loading_bar
 from mllmrec_pyg.llm.backends.decoding import check_decoding
 from mllmrec_pyg.llm.backends.huggingface import (
     HuggingFaceBackend,
@@ -53,7 +53,7 @@ def _converted_folder(gguf_path: str, digest: str) -> str:
     import transformers
 
     directory, name = os.path.split(gguf_path)
-    with no_weight_loading_bar():
+    with no_weight_loading_bar(), no_stderr_bars():
         tokenizer = transformers.AutoTokenizer.from_pretrained(directory,
                                                                gguf_file=name)
         network = transformers.AutoModelForCausalLM.from_pretrained(
@@ -66,8 +66,9 @@ def _converted_folder(gguf_path: str, digest: str) -> str:
     network.is_quantized = False  # type: ignore[assignment]
     partial = folder + f'.partial-{os.getpid()}'
     try:
-        tokenizer.save_pretrained(partial)
-        network.save_pretrained(partial)
+        with no_stderr_bars():
+            tokenizer.save_pretrained(partial)
+            network.save_pretrained(partial)
         os.replace(partial, folder)
     except OSError:
         # Another process finished the same conversion first: keep its copy.
