@@ -154,14 +154,13 @@ def _with_x(data: Any, x: torch.Tensor) -> Any:
 
 def check_model(name: str, data: Any, config: Any, device: torch.device,
                 report: Report) -> None:
-    from mllmrec_pyg.experiment import build_config, prepare_experiment
-    from mllmrec_pyg.experiment.runner import needs_item_graph
+    from mllmrec_pyg.experiment import build_config
     from mllmrec_pyg.nn.models import build_model
     from mllmrec_pyg.train import Trainer, seed_everything
 
+    # main() prepared MLLMRec's inputs (item and user features, the refined
+    # graph) once; LightGCN reads none of them.
     model_config = build_config(config.dataset['path'], model=name)
-    if needs_item_graph(model_config) or name == 'mllmrec':
-        prepare_experiment(data, model_config)
     seed_everything(2024)
     cpu_model = build_model(name, data, **model_config.model_params)
     dev_model = build_model(name, data, **model_config.model_params)

@@ -10,7 +10,11 @@ import argparse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from mllmrec_pyg.cli.train import MODEL_CHOICES, add_config_options
+    from mllmrec_pyg.cli.train import (
+        MODEL_CHOICES,
+        add_config_options,
+        add_device_options,
+    )
 
     p = subparsers.add_parser(
         'grid', help='sweep settings, select on validation, draw the heat map or line plot',
@@ -39,9 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--resume', action='store_true',
                    help="continue an interrupted point from its checkpoint "
                    "(OUT/points/<i>/checkpoint.pt); finished points are always skipped")
-    p.add_argument('--device', default=None, help="'cpu' or 'cuda' (default: cuda if "
-                   'available)')
-    p.add_argument('--no-progress', action='store_true', help='hide progress bars')
+    add_device_options(p)
     p.set_defaults(func=run)
 
 

@@ -70,6 +70,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument('--force', action='append', default=[], choices=STAGES,
                    metavar='STAGE', help='rerun STAGE (and the stages after it) even if '
                    f'up to date; one of {", ".join(STAGES)} (repeatable)')
+    add_device_options(p)
+
+
+def add_device_options(p: argparse.ArgumentParser) -> None:
+    r"""Where to train and whether to show progress bars."""
     p.add_argument('--device', default=None, help="'cpu' or 'cuda' (default: cuda if "
                    'available)')
     p.add_argument('--no-progress', action='store_true', help='hide progress bars')

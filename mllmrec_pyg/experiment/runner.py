@@ -555,7 +555,8 @@ def _final_representations(model: Any) -> Tuple[Tensor, Tensor]:
 
 
 def _evaluate_and_write(data: HeteroData, config: ExperimentConfig, model: Any, trainer: Any,
-                        out_dir: Optional[str]) -> Tuple[EvaluationResult, EvaluationResult]:
+                        out_dir: Optional[str], representations: Tuple[Tensor, Tensor]
+                        ) -> Tuple[EvaluationResult, EvaluationResult]:
     r"""The evaluate stage: validation and test at the best epoch, the
     per-user files, ``topk_test.tsv`` and ``representations.pt`` (the final
     ``'user'`` and ``'item'`` representations, and ``'user_num_train'``,
@@ -575,7 +576,7 @@ def _evaluate_and_write(data: HeteroData, config: ExperimentConfig, model: Any, 
         from mllmrec_pyg.data import train_edge_index
         from mllmrec_pyg.utils.paths import replace_file
 
-        user, item = _final_representations(model)
+        user, item = representations
         num_train = torch.bincount(train_edge_index(data)[0].cpu(),
                                    minlength=int(data['user'].num_nodes))
         saved = {'user': user, 'item': item, 'user_num_train': num_train}
@@ -594,7 +595,7 @@ def _history_summary(trainer: Any) -> Dict[str, Any]:
 def _metrics(data: HeteroData, config: ExperimentConfig, val: EvaluationResult,
              test: EvaluationResult, trainer: Any, model: Any, inputs: Dict[str, Any],
              params: Dict[str, Any], grid_info: Optional[Dict[str, Any]],
-             started: float) -> Dict[str, Any]:
+             representations: Tuple[Tensor, Tensor], started: float) -> Dict[str, Any]:
     from mllmrec_pyg.data import split_fingerprint
     from mllmrec_pyg.train.trainer import history_mean
 
@@ -631,16 +632,18 @@ def _metrics(data: HeteroData, config: ExperimentConfig, val: EvaluationResult,
     }
     from mllmrec_pyg.data import split_edge_index
     from mllmrec_pyg.metrics import representation_summary
+    from mllmrec_pyg.metrics.representation import SUMMARY_POINTS
 
-    user, item = _final_representations(model)
+    user, item = representations
+    pairs = {split: split_edge_index(data, split) for split in trainer.evaluator.splits}
     metrics['representation'] = {
         'definition': 'Wang et al. (KDD 2022): L2-normalised embed() outputs; alignment: '
                       "mean squared distance over the split's distinct positive pairs; "
                       'uniformity (t=2): log mean exp(-2 squared distance) over the pairs of '
-                      "the split's users, of its items (a seeded sample of 10000 beyond), "
-                      'and their mean (DirectAU)',
-        **{split: representation_summary(user, item, split_edge_index(data, split))
-           for split in trainer.evaluator.splits if split_edge_index(data, split).numel()},
+                      f"the split's users, of its items (a seeded sample of {SUMMARY_POINTS} "
+                      'beyond), and their mean (DirectAU)',
+        **{split: representation_summary(user, item, index)
+           for split, index in pairs.items() if index.numel()},
     }
     if grid_info is not None:
         metrics['grid_search'] = grid_info
@@ -712,9 +715,11 @@ def _train_and_evaluate(data: HeteroData, config: ExperimentConfig, out_dir: Opt
         if store is not None:
             store.finish('train', train_key, params=params, grid=grid_info,
                          epochs_run=epochs_run)
-    val, test = _evaluate_and_write(data, config, model, trainer, out_dir)
+    # embed() once: the saved representations and their metrics.
+    representations = _final_representations(model)
+    val, test = _evaluate_and_write(data, config, model, trainer, out_dir, representations)
     metrics = _metrics(data, config, val, test, trainer, model, info, params, grid_info,
-                       started)
+                       representations, started)
     if store is not None:
         if distributed.is_main_process():
             write_json(store.path('metrics.json'), metrics)

@@ -169,7 +169,9 @@ def _trainer(data: HeteroData, config: ExperimentConfig, device: torch.device,
     from mllmrec_pyg.nn.models import build_model
     from mllmrec_pyg.train import Trainer, seed_everything
 
-    kwargs = {**config.train, 'progress': progress}
+    from .runner import _trainer_arguments
+
+    kwargs = _trainer_arguments(config, progress, False)
     kwargs.pop('seed', None)
     seed_everything(config.seed)
     model = build_model(config.model_name, data, **config.model_params).to(device)
@@ -304,7 +306,6 @@ def run_sweep(
     val_metric = str(config.train.get('val_metric', 'recall@20'))
 
     rows: List[Dict[str, Any]] = []
-    point_data: Dict[int, HeteroData] = {}
     ran = 0
     for point in points:
         graph_time: Dict[str, float] = {}
@@ -326,11 +327,13 @@ def run_sweep(
             log(f'  val {val_metric} {row.get("val_" + val_metric, float("nan")):.4f} '
                 f'(best epoch {row["best_epoch"]}, {row["train_time_s"]:.0f} s)')
         rows.append({**point.settings, **record['row']})
-        point_data[point.index] = pdata
 
     from mllmrec_pyg.train.grid_search import select_best
     selected = select_best(rows, f'val_{val_metric}')
-    test, _ = _test_point(points[selected], point_data[selected], dev)
+    # The selected point's graph again (a filter of the cached searches),
+    # rather than every point's graph kept until the selection.
+    chosen = _point_data(data, points[selected].config, cache, {})
+    test, _ = _test_point(points[selected], chosen, dev)
     rows[selected].update({f'test_{k}': v for k, v in test.items()})
     result = SweepResult(axes=axes, rows=rows, selected=selected, val_metric=val_metric,
                          test=test, out_dir=out_dir, points_run=ran)

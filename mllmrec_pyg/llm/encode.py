@@ -16,17 +16,16 @@ import hashlib
 import json
 import os
 import sqlite3
-import sys
 import threading
 from typing import Any, List, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from mllmrec_pyg.data.hashing import mllmrec_home
 from mllmrec_pyg.llm._quiet import no_weight_loading_bar
+from mllmrec_pyg.utils.progress import progress_bar
 
 #: The default encoder's name as recorded in cache keys and outputs.
 DEFAULT_ENCODER = 'sentence-transformers/all-MiniLM-L6-v2'
@@ -213,10 +212,8 @@ class TextEncoder:
         padded to the same length, as in that single call."""
         order = np.argsort([-len(text) for text in texts])
         out: Optional[np.ndarray] = None
-        with tqdm(total=len(texts), desc='encoding', unit='text',
-                  disable=not (self.progress and sys.stderr.isatty()),
-                  delay=PROGRESS_DELAY, file=sys.stderr,
-                  dynamic_ncols=True) as bar:
+        with progress_bar(len(texts), 'encoding', self.progress, unit='text',
+                          delay=PROGRESS_DELAY, leave=True) as bar:
             for start in range(0, len(texts), self.batch_size):
                 batch = order[start:start + self.batch_size]
                 vectors = self.model.encode(

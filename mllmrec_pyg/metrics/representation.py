@@ -156,9 +156,14 @@ def user_item_uniformity(user_emb: Tensor, item_emb: Tensor, t: float = 2.0,
     return (users + items) / 2
 
 
+#: The most points per side whose pairs :func:`representation_summary`
+#: sums (a seeded sample beyond).
+SUMMARY_POINTS = 4096
+
+
 def representation_summary(user_emb: Tensor, item_emb: Tensor, pairs: Tensor,
                            alpha: float = 2.0, t: float = 2.0,
-                           max_points: Optional[int] = 4096
+                           max_points: Optional[int] = SUMMARY_POINTS
                            ) -> Dict[str, Union[float, int, None]]:
     r"""The alignment and uniformity of a recommender's representations on
     one split, as Wang et al. (KDD 2022) measure them on test data: the
@@ -183,7 +188,7 @@ def representation_summary(user_emb: Tensor, item_emb: Tensor, pairs: Tensor,
         max_points (int, optional): The most points of each side whose pairs
             :func:`uniformity` sums, a sample seeded with :obj:`0` beyond
             (the evaluate stage's cost stays about a second at Sports
-            scale). (default: :obj:`4096`)
+            scale). (default: :obj:`4096`, :data:`SUMMARY_POINTS`)
     """
     pairs = torch.unique(pairs.to(user_emb.device), dim=1)
     users, items = torch.unique(pairs[0]), torch.unique(pairs[1])

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 
-def progress_bar(total: int, desc: str, enabled: bool, unit: str = 'it') -> Any:
+def progress_bar(total: int, desc: str, enabled: bool, unit: str = 'it',
+                 delay: float = 0.0, leave: bool = False) -> Any:
     r"""A :class:`tqdm.tqdm` bar of :obj:`total` steps that stays hidden
     unless :obj:`enabled` and standard error is a terminal (tqdm's
     :obj:`disable=None`), and disappears when closed.
@@ -15,7 +16,14 @@ def progress_bar(total: int, desc: str, enabled: bool, unit: str = 'it') -> Any:
         desc (str): The label.
         enabled (bool): Whether the caller asked for progress.
         unit (str, optional): The step unit. (default: :obj:`'it'`)
+        delay (float, optional): Seconds before the bar appears (a short
+            task prints nothing). (default: :obj:`0.0`)
+        leave (bool, optional): Keep the finished bar on screen.
+            (default: :obj:`False`)
     """
+    import sys
+
     from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, unit=unit, leave=False,
-                disable=None if enabled else True, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=unit, leave=leave, delay=delay,
+                disable=None if enabled else True, file=sys.stderr,
+                dynamic_ncols=True)
