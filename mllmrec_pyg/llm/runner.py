@@ -3,7 +3,6 @@ read back without a call, every new outcome is committed as it arrives, and
 a progress bar shows the rate, the ETA, cache hits and failures."""
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
@@ -19,6 +18,7 @@ from mllmrec_pyg.llm.backends.base import (
 )
 from mllmrec_pyg.llm.cache import GenerationCache, generation_key
 from mllmrec_pyg.llm.redact import redact_secrets
+from mllmrec_pyg.utils.progress import progress_bar as _progress_bar
 
 
 class EmptyGenerationError(RuntimeError):
@@ -240,9 +240,9 @@ class _OutcomeRecorder:
 
 def progress_bar(total: int, done: int, label: str, enabled: bool) -> tqdm:
     r"""Returns the run's progress bar on :obj:`stderr`, advanced by the
-    :obj:`done` cache hits."""
-    bar = tqdm(total=total, desc=label, unit='req', disable=not enabled,
-               file=sys.stderr, dynamic_ncols=True)
+    :obj:`done` cache hits (hidden unless :obj:`enabled` and standard error
+    is a terminal, :func:`mllmrec_pyg.utils.progress.progress_bar`)."""
+    bar = _progress_bar(total, label, enabled, unit='req', leave=True)
     bar.update(done)
     bar.set_postfix(hits=done, failed=0, refresh=False)
     return bar

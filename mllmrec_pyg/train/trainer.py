@@ -10,7 +10,6 @@ from typing import Any, Optional
 
 import torch
 from torch_geometric.data import HeteroData
-from tqdm.auto import tqdm
 
 from mllmrec_pyg import distributed
 from mllmrec_pyg.data import train_edge_index
@@ -18,6 +17,7 @@ from mllmrec_pyg.metrics import EvaluationResult, Evaluator
 from mllmrec_pyg.metrics.ranking import RANKING_METRICS
 from mllmrec_pyg.nn.models.base import Recommender
 from mllmrec_pyg.utils.paths import save_tensors
+from mllmrec_pyg.utils.progress import progress_bar
 
 from .early_stopping import EarlyStopping
 from .metric_logger import MetricLogger
@@ -276,9 +276,10 @@ class Trainer:
         from torch.nn.parallel import DistributedDataParallel
 
         device = next(model.parameters()).device
-        # find_unused_parameters: SOIL's and FREEDOM's (reg_weight=0) losses
-        # leave some parameters without a gradient; the search costs one
-        # walk of the autograd graph per step.  No buffer sync per forward
+        # find_unused_parameters only where the model's loss may leave a
+        # parameter without a gradient (FREEDOM with reg_weight=0, SOIL): the
+        # search costs one walk of the autograd graph per step.  No buffer
+        # sync per forward
         # (forward_sync_buffers, formerly broadcast_buffers): the buffers
         # (graphs) are built identically on every rank.  DDP broadcasts rank
         # 0's parameters and buffers once, here.
@@ -287,7 +288,7 @@ class Trainer:
         return DistributedDataParallel(
             _LossForward(model),
             device_ids=[device.index] if device.type == 'cuda' else None,
-            find_unused_parameters=True, **sync)
+            find_unused_parameters=bool(model.may_skip_parameters), **sync)
 
     def _device(self) -> torch.device:
         for tensor in self.model.parameters():
@@ -412,9 +413,9 @@ class Trainer:
                                   os.path.join(self.out_dir, 'tb') if self.tensorboard else None)
             logger.restore(self.history)
 
-        bar = tqdm(total=self.max_epochs, initial=self.epoch,
-                   disable=not self.progress or not distributed.is_main_process(),
-                   desc=self.model.__class__.__name__, unit='epoch')
+        bar = progress_bar(self.max_epochs, self.model.__class__.__name__,
+                           self.progress and distributed.is_main_process(),
+                           unit='epoch', leave=True, initial=self.epoch)
         try:
             while self.epoch < self.max_epochs and not self.early_stopping.should_stop:
                 start = time.perf_counter()

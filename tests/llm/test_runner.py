@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 
 from mllmrec_pyg.llm.backends import GenerationRequest
@@ -106,15 +108,21 @@ def test_empty_completions_are_failures_and_retried(tmp_path):
     assert retry.texts['u2'] == 'pref: mpt number 2'
 
 
-def test_progress_bar_reports_hits_and_failures(tmp_path, capsys):
+def test_progress_bar_reports_hits_and_failures(tmp_path, capsys,
+                                               monkeypatch):
     cache = GenerationCache(str(tmp_path / 'c.sqlite'))
     run_requests(FakeBackend(fail_on=['number 4']), cache, 'prefer',
                  JOBS[:3], progress=False)
+    # Not a terminal (captured stderr): no bar even when asked for.
+    run_requests(FakeBackend(fail_on=['number 4']), cache, 'prefer', JOBS,
+                 progress=True, description='prefs')
+    assert capsys.readouterr().err == ''
+    monkeypatch.setattr(sys.stderr, 'isatty', lambda: True)
     run_requests(FakeBackend(fail_on=['number 4']), cache, 'prefer', JOBS,
                  progress=True, description='prefs')
     err = capsys.readouterr().err
     assert 'prefs' in err and '5/5' in err
-    assert 'hits=3' in err and 'failed=1' in err
+    assert 'hits=4' in err and 'failed=1' in err
 
 
 def test_cached_only_makes_no_call(tmp_path):

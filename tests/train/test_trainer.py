@@ -1,5 +1,6 @@
 import csv
 import os
+import sys
 
 import pytest
 import torch
@@ -99,3 +100,17 @@ def test_unknown_selection_metric_fails_before_training(metric):
     model = build_model('bpr', random_data(), embedding_dim=8)
     with pytest.raises(ValueError, match='must be a per-user metric'):
         Trainer(model, random_data(), ks=(5, 10), val_metric=metric, progress=False)
+
+
+def test_epoch_bar_only_on_a_terminal(capsys, monkeypatch):
+    data = random_data()
+    shown = _trainer(data, max_epochs=2)
+    shown.progress = True
+    shown.fit()  # stderr is captured, not a terminal: no bar
+    assert capsys.readouterr().err == ''
+    monkeypatch.setattr(sys.stderr, 'isatty', lambda: True)
+    shown = _trainer(data, max_epochs=2)
+    shown.progress = True
+    shown.fit()
+    err = capsys.readouterr().err
+    assert 'BPRMF' in err and '2/2' in err

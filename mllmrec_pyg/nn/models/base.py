@@ -26,7 +26,17 @@ class Recommender(torch.nn.Module):
     :obj:`edge_label_index`), and learns from (user, positive item, negative
     item) triples through :meth:`loss`.  Subclasses implement
     :meth:`from_data`, :meth:`embed` and :meth:`loss`.
+
+    A subclass whose :meth:`loss` always reaches every parameter sets
+    :obj:`may_skip_parameters = False`: multi-process training
+    (:class:`~torch.nn.parallel.DistributedDataParallel`) then skips the
+    per-step search of the autograd graph for parameters without a gradient
+    (:obj:`find_unused_parameters`), which the safe default :obj:`True`
+    pays for.
     """
+
+    #: Whether :meth:`loss` may leave some parameters without a gradient.
+    may_skip_parameters: bool = True
 
     @classmethod
     def from_data(cls, data: HeteroData, **kwargs: Any) -> Recommender:

@@ -36,6 +36,9 @@ class BPRMF(Recommender):
         reg_weight (float, optional): Regularisation weight :math:`\lambda`.
             (default: :obj:`1e-3`)
     """
+
+    may_skip_parameters = False  # the loss reaches every parameter
+
     #: MMRec's hyper-parameter grid (``configs/model/BPR.yaml``).
     MMREC_GRID: Dict[str, List[Any]] = {
         'reg_weight': [2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5],

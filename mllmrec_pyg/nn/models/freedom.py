@@ -357,6 +357,13 @@ class FREEDOM(Recommender):
         seed (int, optional): Seed of the pruning generator.
             (default: :obj:`2024`)
     """
+
+    @property
+    def may_skip_parameters(self) -> bool:  # type: ignore[override]
+        r"""The modality projections and features get no gradient when
+        :obj:`reg_weight=0` (see :class:`Recommender`)."""
+        return self.reg_weight == 0
+
     #: The official hyper-parameter grid (``configs/model/FREEDOM.yaml``).
     MMREC_GRID: Dict[str, List[Any]] = {
         'dropout': [0.8, 0.9],

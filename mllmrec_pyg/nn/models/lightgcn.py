@@ -96,6 +96,9 @@ class LightGCN(Recommender):
             paper's :math:`\alpha_l = 1/(L+1)`) or :obj:`"sum"`.
             (default: :obj:`"mean"`)
     """
+
+    may_skip_parameters = False  # the loss reaches every parameter
+
     #: MMRec's hyper-parameter grid (``configs/model/LightGCN.yaml``).
     MMREC_GRID: Dict[str, List[Any]] = {
         'num_layers': [1, 2, 3, 4],

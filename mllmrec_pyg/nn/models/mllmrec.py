@@ -231,6 +231,9 @@ class MLLMRec(Recommender):
         negative_slope (float, optional): Slope of the LeakyReLU.
             (default: :obj:`0.01`)
     """
+
+    may_skip_parameters = False  # the loss reaches every parameter
+
     item_input: Tensor
     user_input: Tensor | None
     ui_adj: Tensor | None

@@ -46,6 +46,9 @@ class VBPR(Recommender):
         reg_weight (float, optional): Regularisation weight.
             (default: :obj:`1e-3`)
     """
+
+    may_skip_parameters = False  # the loss reaches every parameter
+
     #: MMRec's hyper-parameter grid (``configs/model/VBPR.yaml``).
     MMREC_GRID: Dict[str, List[Any]] = {
         'reg_weight': [2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5],
