@@ -190,12 +190,30 @@ def _train_point(point: _Point, data: HeteroData, device: torch.device, resume: 
             **{f'val_{k}': float(v) for k, v in result.val.summary.items()}}
 
 
-def _test_point(point: _Point, data: HeteroData, device: torch.device
-                ) -> Tuple[Dict[str, float], Any]:
+def _test_point(point: _Point, data: HeteroData, device: torch.device,
+                record: Optional[Dict[str, Any]] = None,
+                log: Callable[[str], None] = lambda line: None,
+                progress: bool = False) -> Tuple[Dict[str, float], Any]:
     r"""The selected point's best epoch (from its checkpoint) on the test
-    split."""
+    split.  Where the checkpoint is gone (a sweep folder kept or copied with
+    its ``point.json`` files only), the point is trained again first: the
+    training is seeded, so it must reproduce the recorded validation
+    metric, which is checked."""
     from .runner import _restore_best
 
+    if not os.path.exists(os.path.join(point.dir, 'checkpoint.pt')):
+        log(f'  {point_label(point.settings)}: no checkpoint.pt in {point.dir}; '
+            'training the selected point again for its test evaluation')
+        again = _train_point(point, data, device, False, progress)
+        if record is not None:
+            for key, value in record.items():
+                if key.startswith('val_') and not math.isclose(
+                        again.get(key, math.nan), value, rel_tol=1e-6, abs_tol=1e-9):
+                    raise ValueError(
+                        f'{point.record_path}: retraining the selected point gave '
+                        f'{key} {again.get(key)} instead of the recorded {value}; '
+                        'the point is not reproducible here: delete its point.json '
+                        'and rerun the sweep')
     trainer = _trainer(data, point.config, device, point.dir, False)
     _restore_best(trainer)
     test = trainer.evaluator.evaluate(trainer.model, splits=('test', ))['test']
@@ -333,7 +351,7 @@ def run_sweep(
     # The selected point's graph again (a filter of the cached searches),
     # rather than every point's graph kept until the selection.
     chosen = _point_data(data, points[selected].config, cache, {})
-    test, _ = _test_point(points[selected], chosen, dev)
+    test, _ = _test_point(points[selected], chosen, dev, rows[selected], log, progress)
     rows[selected].update({f'test_{k}': v for k, v in test.items()})
     result = SweepResult(axes=axes, rows=rows, selected=selected, val_metric=val_metric,
                          test=test, out_dir=out_dir, points_run=ran)

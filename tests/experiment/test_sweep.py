@@ -98,6 +98,33 @@ def test_rerun_skips_finished_points_and_a_changed_setting_reruns(tmp_path, epoc
     assert epochs['n'] == 8 and changed.points_run == 2
 
 
+def test_selected_point_without_checkpoint_is_retrained_and_checked(tmp_path, epochs):
+    # A sweep folder kept with its point.json files only (the checkpoints are
+    # megabytes each): the selected point is trained again for its test.
+    import os
+
+    out = str(tmp_path / 'sweep')
+    axes = {'graph.alpha': [0.3, 0.6]}
+    first = run_sweep(SYNTHETIC, _config(), axes, out, progress=False)
+    selected = os.path.join(out, 'points', f'{first.selected:03d}')
+    os.remove(os.path.join(selected, 'checkpoint.pt'))
+    lines = []
+    again = run_sweep(SYNTHETIC, _config(), axes, out, progress=False, log=lines.append)
+    assert epochs['n'] == 4 + 2 and again.points_run == 0
+    assert again.test == first.test and again.rows == first.rows
+    assert any('no checkpoint.pt' in line for line in lines)
+
+    os.remove(os.path.join(selected, 'checkpoint.pt'))
+    record_path = os.path.join(selected, 'point.json')
+    with open(record_path) as f:
+        record = json.load(f)
+    record['row']['val_recall@20'] += 0.5  # still the best: selected again
+    with open(record_path, 'w') as f:
+        json.dump(record, f)
+    with pytest.raises(ValueError, match='not reproducible here: delete its point.json'):
+        run_sweep(SYNTHETIC, _config(), axes, out, progress=False)
+
+
 def test_selection_uses_validation_even_when_test_disagrees(tmp_path, monkeypatch):
     # Stand-in training: validation favours point 1, test would favour point 3.
     val = [0.10, 0.30, 0.20, 0.05]
@@ -108,7 +135,7 @@ def test_selection_uses_validation_even_when_test_disagrees(tmp_path, monkeypatc
         return {'best_epoch': 1, 'epochs_trained': 1, 'train_time_s': 0.0,
                 'val_recall@20': val[point.index], 'val_ndcg@20': val[point.index] / 2}
 
-    def fake_test(point, data, device):
+    def fake_test(point, data, device, *args):
         tested.append(point.index)
         return {'recall@20': test[point.index], 'ndcg@20': test[point.index] / 2}, None
 
@@ -128,7 +155,7 @@ def test_one_setting_draws_a_line_plot_and_three_draw_none(tmp_path, monkeypatch
 
     monkeypatch.setattr(sweep_module, '_train_point', fake_train)
     monkeypatch.setattr(sweep_module, '_test_point',
-                        lambda point, data, device: ({'recall@20': 0.5}, None))
+                        lambda point, data, device, *args: ({'recall@20': 0.5}, None))
     line = run_sweep(SYNTHETIC, _config(), {'model.out_channels': [4, 8, 16]},
                      str(tmp_path / 'a'), progress=False)
     assert 'sweep.png' in line.files and line.selected == 2
