@@ -242,8 +242,7 @@ def progress_bar(total: int, done: int, label: str, enabled: bool) -> tqdm:
     r"""Returns the run's progress bar on :obj:`stderr`, advanced by the
     :obj:`done` cache hits (hidden unless :obj:`enabled` and standard error
     is a terminal, :func:`mllmrec_pyg.utils.progress.progress_bar`)."""
-    bar = _progress_bar(total, label, enabled, unit='req', leave=True)
-    bar.update(done)
+    bar = _progress_bar(total, label, enabled, unit='req', leave=True, initial=done)
     bar.set_postfix(hits=done, failed=0, refresh=False)
     return bar
 

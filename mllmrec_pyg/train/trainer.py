@@ -279,8 +279,7 @@ class Trainer:
         # find_unused_parameters only where the model's loss may leave a
         # parameter without a gradient (FREEDOM with reg_weight=0, SOIL): the
         # search costs one walk of the autograd graph per step.  No buffer
-        # sync per forward
-        # (forward_sync_buffers, formerly broadcast_buffers): the buffers
+        # sync per forward (forward_sync_buffers, formerly broadcast_buffers): the buffers
         # (graphs) are built identically on every rank.  DDP broadcasts rank
         # 0's parameters and buffers once, here.
         new = 'forward_sync_buffers' in inspect.signature(DistributedDataParallel).parameters
