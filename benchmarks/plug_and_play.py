@@ -64,9 +64,9 @@ DATASETS: Dict[str, Dict[str, Any]] = {
                'features': 'all-MiniLM-L6-v2 of idgenrec_text (384-d); no image features'},
 }
 
-#: The alpha quantiles tried on Sports: a FREEDOM run there is ~1 h on one
-#: thread (200+ epochs), so two, the ones validation chose on the other
-#: MiniLM dataset (ML-100k: 0.5 for FREEDOM, 0.75 for SOIL).
+#: The alpha quantiles tried on Sports: a FREEDOM run there took 41-54 min
+#: on one thread (143-185 epochs), so two, the ones validation chose on the
+#: other MiniLM dataset (ML-100k: 0.5 for FREEDOM, 0.75 for SOIL).
 SPORTS_QUANTILES: Tuple[float, ...] = (0.5, 0.75)
 
 #: K_c tried on Sports at the best alpha besides 10: none, to fit the
@@ -84,7 +84,7 @@ GRIDS: Dict[str, Dict[str, List[Dict[str, Any]]]] = {
         'full': [{'dropout': d, 'reg_weight': r} for d in (0.8, 0.9) for r in (0.0, 1e-4, 1e-3)],
         # Sports: reg_weight 0 only. On the full ML-100k and TikTok grids it
         # moved validation R@20 by at most 0.0019 and 0 was selected on both;
-        # one Sports run is ~25-35 min on one thread.
+        # one Sports run took 41-54 min on one thread (2026-12-02).
         'cut': [{'dropout': d, 'reg_weight': 0.0} for d in (0.8, 0.9)],
     },
     'soil': {
@@ -113,12 +113,7 @@ class Bench:
         os.makedirs(out, exist_ok=True)
         self.results_path = os.path.join(out, 'results.jsonl')
         self.results: Dict[str, Dict[str, Any]] = {}
-        if os.path.exists(self.results_path):
-            with open(self.results_path) as f:
-                for line in f:
-                    if line.strip():
-                        row = json.loads(line)
-                        self.results[row['run']] = row
+        self.reload()
         self._data: Dict[Tuple[str, str], Any] = {}
         self._quantiles: Dict[Tuple[str, str, str], List[float]] = {}
         self.stopped = False
@@ -241,13 +236,14 @@ class Bench:
         return self.results[run_id]
 
     def reload(self) -> None:
-        r"""Reads the rows other processes appended to the results file."""
+        r"""(Re)reads the results file, with the rows other processes
+        sharing :obj:`out` appended since (a later row of a run wins)."""
         if os.path.exists(self.results_path):
             with open(self.results_path) as f:
                 for line in f:
                     if line.strip():
                         row = json.loads(line)
-                        self.results.setdefault(row['run'], row)
+                        self.results[row['run']] = row
 
     def _append(self, row: Dict[str, Any]) -> None:
         import fcntl
@@ -264,26 +260,31 @@ def _acquire(run_dir: str) -> Optional[str]:
     :obj:`None` when a live process holds it."""
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, '.lock')
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
+    # The pid is written first and the lock appears by os.link (atomic, fails
+    # if it exists), so a lock file is never seen empty.
+    mine = f'{path}.{os.getpid()}'
+    with open(mine, 'w') as f:
+        f.write(str(os.getpid()))
+    try:
+        for _ in range(2):
             try:
-                pid = int(open(path).read().strip() or 0)
-                os.kill(pid, 0)
-                return None  # held by a live process
-            except (ValueError, ProcessLookupError, FileNotFoundError):
+                os.link(mine, path)
+                return path
+            except FileExistsError:
                 try:
-                    os.unlink(path)  # stale: its process is gone
-                except FileNotFoundError:
-                    pass
-                continue
-            except PermissionError:
-                return None
-        with os.fdopen(fd, 'w') as f:
-            f.write(str(os.getpid()))
-        return path
-    return None
+                    with open(path) as f:
+                        os.kill(int(f.read()), 0)
+                    return None  # held by a live process
+                except PermissionError:
+                    return None  # alive, another user's
+                except (ValueError, ProcessLookupError, FileNotFoundError):
+                    try:
+                        os.unlink(path)  # stale: its process is gone
+                    except FileNotFoundError:
+                        pass
+        return None
+    finally:
+        os.unlink(mine)
 
 
 def _tag(params: Dict[str, Any]) -> str:
@@ -579,6 +580,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.table:
         print(table(args.out))
         return 0
+    if args.max_runs is not None and args.max_runs < 0:
+        p.error(f'--max-runs: must be 0 or more, got {args.max_runs}')
     import torch
     torch.set_num_threads(args.threads)
     os.environ.setdefault('MLLMREC_HOME', os.path.join(args.out, 'home'))
