@@ -237,7 +237,10 @@ def split_labels(
 
     Args:
         inter (pandas.DataFrame): Interactions, with :obj:`label` for the
-            :obj:`'given'` split and :obj:`time` for the temporal ones.
+            :obj:`'given'` split, :obj:`time` for the temporal ones (the
+            per-user one also takes :obj:`order`, each user's chronological
+            position such as MMRec's ``seq_pos``, when there is no
+            :obj:`time`).
         user (numpy.ndarray): The user index of every interaction.
         split (str, optional): One of :obj:`SPLITS`. (default: :obj:`'auto'`)
         seed (int, optional): Seed of the :obj:`'mmrec'` split.
@@ -258,13 +261,19 @@ def split_labels(
         return inter['label'].to_numpy().astype(np.int8), method
     if method == 'mmrec':
         return mmrec_split(user, seed=seed), method
+    if method == 'user_temporal':
+        column = 'time' if 'time' in inter.columns else 'order'
+        if column not in inter.columns:
+            raise ValueError(f"{source}: split='user_temporal' needs timestamps "
+                             "(a 'timestamp' column) or each user's chronological "
+                             "position (a 'seq_pos' column)")
+        return user_temporal_split(user, inter[column].to_numpy()), method
     if 'time' not in inter.columns:
+        hint = ("; 'seq_pos' orders each user's interactions only, so use "
+                "split='user_temporal'" if 'order' in inter.columns else '')
         raise ValueError(f"{source}: split='{method}' needs timestamps "
-                         "(a 'timestamp' column)")
-    time_ = inter['time'].to_numpy()
-    label = (user_temporal_split(user, time_) if method == 'user_temporal'
-             else global_temporal_split(time_, temporal_ratios))
-    return label, method
+                         f"(a 'timestamp' column){hint}")
+    return global_temporal_split(inter['time'].to_numpy(), temporal_ratios), method
 
 
 def find_cold_start(user: np.ndarray, label: np.ndarray, num_users: int,

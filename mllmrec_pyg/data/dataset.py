@@ -356,8 +356,10 @@ class RecDataset(InMemoryDataset):
         root (str): The dataset folder.
         split (str, optional): :obj:`'auto'` (the file's ``x_label`` if any,
             else :obj:`'mmrec'`), :obj:`'given'`, :obj:`'mmrec'` (MMRec's
-            per-user random rule, seeded), :obj:`'user_temporal'` or
-            :obj:`'global_temporal'`. (default: :obj:`'auto'`)
+            per-user random rule, seeded), :obj:`'user_temporal'` (by
+            ``timestamp``, else by MMRec's per-user ``seq_pos``) or
+            :obj:`'global_temporal'` (by ``timestamp``).
+            (default: :obj:`'auto'`)
         seed (int, optional): Seed of the random split. (default: :obj:`2024`)
         k_core (int, optional): k-core filter threshold; :obj:`None` means 5
             for raw Amazon data and no filtering otherwise. (default:

@@ -197,7 +197,10 @@ def _integer_column(df: pd.DataFrame, col: str, path: str,
 def read_mmrec_inter(path: str) -> pd.DataFrame:
     r"""Reads an MMRec ``.inter`` file: tab-separated, header
     ``userID itemID x_label`` (``x_label`` 0/1/2 = train/valid/test; optional,
-    and optional ``timestamp`` / ``rating`` columns)."""
+    and optional ``timestamp`` / ``rating`` columns, and ``seq_pos``, each
+    user's chronological position of the interaction, read as :obj:`order`:
+    it orders a user's interactions for the per-user temporal split, but
+    is no global clock)."""
     df, lines = _read_table(path, sep='\t')
     if len(df) == 0:
         raise _error(path, None, 'the file has a header but no rows',
@@ -216,14 +219,14 @@ def read_mmrec_inter(path: str) -> pd.DataFrame:
     })
     if 'x_label' in df.columns:
         out['label'] = _integer_column(df, 'x_label', path, {0, 1, 2})
-    for col in ('timestamp', 'rating'):
+    for col, dst in (('timestamp', 'time'), ('rating', 'rating'), ('seq_pos', 'order')):
         if col in df.columns:
             values = pd.to_numeric(df[col], errors='coerce')
             if values.isna().any():
                 row = int(np.flatnonzero(values.isna().to_numpy())[0])
                 raise _error(path, int(lines[row]), f"column '{col}' holds "
                              f'{df[col].iloc[row]!r}', f'Each {col} must be a number')
-            out['time' if col == 'timestamp' else 'rating'] = values.to_numpy()
+            out[dst] = values.to_numpy()
     return out
 
 

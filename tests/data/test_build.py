@@ -94,8 +94,18 @@ def test_split_labels():
                        "'x_label' column"):
         split_labels(plain, user, 'given', source='a.inter')
     with pytest.raises(ValueError, match="split='user_temporal' needs "
-                       'timestamps'):
+                       "timestamps .* or each user's chronological position"):
         split_labels(plain, user, 'user_temporal')
+    # Without timestamps, each user's order (MMRec's seq_pos) drives the
+    # per-user split; it is no global clock, so the global split refuses it.
+    ordered = frame(user=[0, 0, 0, 1, 1, 1], order=[0, 2, 1, 2, 0, 1])
+    label, method = split_labels(ordered, user, 'user_temporal')
+    assert method == 'user_temporal'
+    assert label.tolist() == [0, 2, 1, 2, 0, 1]
+    with pytest.raises(ValueError, match="a.inter: split='global_temporal' "
+                       "needs timestamps .*'seq_pos' orders each user's "
+                       "interactions only, so use split='user_temporal'"):
+        split_labels(ordered, user, 'global_temporal', source='a.inter')
 
 
 def test_find_cold_start():

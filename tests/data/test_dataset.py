@@ -129,6 +129,22 @@ def test_split_methods_on_unlabelled_data(tmp_path):
         load_dataset(str(root), split='given')
 
 
+def test_user_temporal_split_by_seq_pos(tmp_path):
+    root = tmp_path / 'seq'
+    # Each user's seq_pos runs backwards over the item ids: item 0 is the
+    # latest, so it is the test item and item 1 the valid one.
+    rows = ''.join(f'{u}\t{i}\t0\t{11 - i}\n' for u in range(3) for i in range(12))
+    write(root / 'seq.inter', 'userID\titemID\tx_label\tseq_pos\n' + rows)
+    assert load_dataset(str(root)).report['split'] == 'given'
+    store = load_dataset(str(root), split='user_temporal')[INTERACTS]
+    assert store.edge_index[1, store.test_mask].tolist() == [0, 0, 0]
+    assert store.edge_index[1, store.val_mask].tolist() == [1, 1, 1]
+    assert int(store.train_mask.sum()) == 30
+    with pytest.raises(ValueError, match="seq.inter: split='global_temporal' "
+                       "needs timestamps"):
+        load_dataset(str(root), split='global_temporal')
+
+
 def test_recbole_and_k_core(tmp_path):
     root = tmp_path / 'rb'
     lines = ['user_id:token\titem_id:token\trating:float\ttimestamp:float']

@@ -21,6 +21,12 @@ def test_read_mmrec_inter(tmp_path):
     assert df['item'].tolist() == [3, 2]
     assert df['label'].tolist() == [0, 2]
     assert df['line'].tolist() == [2, 3]
+    assert 'order' not in df.columns and 'time' not in df.columns
+    # MMRec's seq_pos (each user's chronological position) is the order.
+    path = write(tmp_path / 'b.inter', 'userID\titemID\tx_label\tseq_pos\n'
+                 '0\t3\t0\t1\n0\t2\t2\t0\n')
+    df = read_mmrec_inter(str(path))
+    assert df['order'].tolist() == [1, 0] and 'time' not in df.columns
 
 
 @pytest.mark.parametrize('text,match', [
@@ -31,6 +37,7 @@ def test_read_mmrec_inter(tmp_path):
     ('userID\titemID\n0\t1\n-1\t1\n', r"line 3: column 'userID' holds '-1'"),
     ('userID\titemID\tx_label\n0\t1\t0\n0\t2\t3\n', r"line 3: column 'x_label' holds '3'.*\[0, 1, 2\]"),
     ('userID\titemID\n0\t1.5\n', r"line 2: column 'itemID'"),
+    ('userID\titemID\tseq_pos\n0\t1\t0\n0\t2\tx\n', r"line 3: column 'seq_pos' holds 'x'"),
 ])
 def test_read_mmrec_inter_errors(tmp_path, text, match):
     path = write(tmp_path / 'bad.inter', text)
