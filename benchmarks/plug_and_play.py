@@ -49,6 +49,9 @@ SEEDS = (2024, 2025, 2026)
 QUANTILES = (0.25, 0.5, 0.75)
 JACCARD_K = (5, 10, 15)
 METRICS = ('recall@10', 'recall@20', 'ndcg@10', 'ndcg@20')
+#: What makes a results row the run of a point: a finished row whose
+#: values differ from the ones asked for is stale (:meth:`Bench.supersede`).
+POINT_KEYS = ('params', 'fusion', 'quantile', 'alpha', 'jaccard_k', 'same_as')
 
 #: Per dataset: folder, the graph features (the modalities), whether the
 #: grid is cut to the compute budget, the temporal split to test.
@@ -165,11 +168,11 @@ class Bench:
         sharing :obj:`out` is running it."""
         from mllmrec_pyg.experiment import build_config
 
-        if run_id in self.results:
-            return self.results[run_id]
         self.reload()  # another process may have finished it meanwhile
         if run_id in self.results:
-            return self.results[run_id]
+            if not self._stale(run_id, info):
+                return self.results[run_id]
+            self.supersede(run_id, info)
         if time.time() > self.deadline:
             if not self.stopped:
                 log('time budget spent: no new runs (rerun to continue)')
@@ -231,9 +234,49 @@ class Bench:
         if row is None:
             return None
         self.reload()
+        if run_id in self.results and self.results[run_id].get('same_as') != row['run']:
+            self.supersede(run_id, {'same_as': row['run']})
         if run_id not in self.results:
             self._append({**row, **updates, 'run': run_id, 'same_as': row['run']})
         return self.results[run_id]
+
+    def _stale(self, run_id: str, info: Dict[str, Any]) -> bool:
+        r"""Whether the finished row of :obj:`run_id` was run at another
+        point (:data:`POINT_KEYS`) than :obj:`info` asks for: run ids name
+        a role (e.g. ``+GR/s2026``), not a point, and a selection can move
+        when grid cells are added."""
+        row = self.results[run_id]
+        return any(row.get(k) != info.get(k) for k in POINT_KEYS if k in info)
+
+    def supersede(self, run_id: str, info: Dict[str, Any]) -> None:
+        r"""Moves the stale row of :obj:`run_id` (and its per-user file and
+        run folder) aside, to ``results_superseded.jsonl`` and
+        ``.superseded`` names: never deleted, never read by the table."""
+        import fcntl
+        row = self.results.pop(run_id)
+        want = {k: info.get(k) for k in POINT_KEYS if k in info}
+        have = {k: row.get(k) for k in want}
+        log(f'run {run_id}: its row was run at {have}, the selection is now {want}: '
+            'superseded (kept in results_superseded.jsonl), rerun')
+        stamp = time.strftime('%Y%m%dT%H%M%S')
+        with open(self.results_path, 'r+') as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            lines = f.readlines()
+            keep = [ln for ln in lines if not ln.strip() or json.loads(ln)['run'] != run_id]
+            moved = [ln for ln in lines if ln not in keep]
+            with open(os.path.join(self.out, 'results_superseded.jsonl'), 'a') as g:
+                for ln in moved:
+                    g.write(json.dumps({**json.loads(ln), 'superseded': stamp,
+                                        'superseded_by': want}) + '\n')
+            f.seek(0)
+            f.writelines(keep)
+            f.truncate()
+        per_user = _per_user_path(self.out, run_id)
+        run_dir = os.path.join(self.out, 'runs', run_id)
+        for path, aside in ((per_user, f'{per_user[:-4]}.superseded-{stamp}.npz'),
+                            (run_dir, f'{run_dir}.superseded-{stamp}')):
+            if os.path.exists(path):
+                os.replace(path, aside)
 
     def reload(self) -> None:
         r"""(Re)reads the results file, with the rows other processes
@@ -360,11 +403,17 @@ def benchmark_model(bench: Bench, dataset: str, model: str, phases: Sequence[str
         per_key = ([bench.quantile_alphas(dataset, k, data) for k in keys] if fusion == 'mix'
                    else [bench.quantile_alphas(dataset, 'concat', data)])
         levels = range(len(QUANTILES))
+        extra_k: Tuple[int, ...] = ()
         if small:
             points = [(q, kc) for q in levels for kc in JACCARD_K]
-        else:  # Sports: the alphas at the paper's Sports K_c (10), then
+        elif spec['small']:  # SOIL's cut grid: the alphas at the paper's
+            # Sports K_c (10), then the other K_c at the best alpha
+            points = [(q, 10) for q in levels]
+            extra_k = tuple(kc for kc in JACCARD_K if kc != 10)
+        else:  # Sports: SPORTS_QUANTILES at K_c 10, then
             # SPORTS_EXTRA_JACCARD_K at the best alpha
             points = [(QUANTILES.index(q), 10) for q in SPORTS_QUANTILES]
+            extra_k = SPORTS_EXTRA_JACCARD_K
         def gr_run(q: int, kc: int, fusion: str = fusion,
                    per_key: List[List[float]] = per_key) -> Optional[Dict[str, Any]]:
             alphas = [a[q] for a in per_key]
@@ -376,12 +425,12 @@ def benchmark_model(bench: Bench, dataset: str, model: str, phases: Sequence[str
                  'quantile': QUANTILES[q], 'alpha': alphas, 'jaccard_k': kc})
 
         gr_rows += [gr_run(q, kc) for q, kc in points]
-        if not small:
+        if extra_k:
             first = _best(gr_rows[-len(points):])
             if first is None:
                 return
             q = QUANTILES.index(first['quantile'])
-            gr_rows += [gr_run(q, kc) for kc in SPORTS_EXTRA_JACCARD_K]
+            gr_rows += [gr_run(q, kc) for kc in extra_k]
     gr_best = _best(gr_rows)
     if gr_best is None:
         return
