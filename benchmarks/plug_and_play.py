@@ -16,8 +16,9 @@ VALIDATION Recall@20 and test read only at the selected points:
 4. ``control``: +GR with the graph features replaced by random vectors
    (same shapes, same alpha quantile, same K_c): which part helps;
 5. ``context``: LightGCN and MLLMRec (training-items stand-in), 3 seeds;
-6. ``temporal``: vanilla vs +GR (FREEDOM) at the selected points under a
-   temporal split (ML-100k: global by timestamp; Sports: per user).
+6. ``temporal``: vanilla vs +GR (FREEDOM) at the selected points, 3 seeds,
+   under a temporal split (ML-100k: global by timestamp; Sports: per user,
+   by ``sports.asin.inter``'s ``seq_pos``).
 
 Every run is a run folder of :func:`mllmrec_pyg.experiment.run_experiment`
 under ``--out`` (a finished run is read back, an interrupted one resumes
@@ -484,7 +485,7 @@ def benchmark_model(bench: Bench, dataset: str, model: str, phases: Sequence[str
             refined(seed, extra={'knn_i': 0}, label='+GR no interest graph')
     if 'temporal' in phases and spec['temporal'] is not None and model == 'freedom':
         split = spec['temporal']['split']
-        for seed in SEEDS[:1]:
+        for seed in SEEDS:
             vanilla(seed, split)
             refined(seed, split)
 
