@@ -235,7 +235,7 @@ class Bench:
         if row is None:
             return None
         self.reload()
-        if run_id in self.results and self.results[run_id].get('same_as') != row['run']:
+        if run_id in self.results and self._stale(run_id, {'same_as': row['run']}):
             self.supersede(run_id, {'same_as': row['run']})
         if run_id not in self.results:
             self._append({**row, **updates, 'run': run_id, 'same_as': row['run']})
@@ -252,26 +252,38 @@ class Bench:
     def supersede(self, run_id: str, info: Dict[str, Any]) -> None:
         r"""Moves the stale row of :obj:`run_id` (and its per-user file and
         run folder) aside, to ``results_superseded.jsonl`` and
-        ``.superseded`` names: never deleted, never read by the table."""
+        ``.superseded`` names: never deleted, never read by the table.
+        When another process sharing :obj:`out` has already done so (the
+        row is no longer in the file), nothing is moved: the run folder
+        may then be its rerun, in progress."""
         import fcntl
         row = self.results.pop(run_id)
         want = {k: info.get(k) for k in POINT_KEYS if k in info}
         have = {k: row.get(k) for k in want}
-        log(f'run {run_id}: its row was run at {have}, the selection is now {want}: '
-            'superseded (kept in results_superseded.jsonl), rerun')
         stamp = time.strftime('%Y%m%dT%H%M%S')
+        keep: List[str] = []
+        moved: List[Dict[str, Any]] = []
         with open(self.results_path, 'r+') as f:
             fcntl.flock(f, fcntl.LOCK_EX)
-            lines = f.readlines()
-            keep = [ln for ln in lines if not ln.strip() or json.loads(ln)['run'] != run_id]
-            moved = [ln for ln in lines if ln not in keep]
-            with open(os.path.join(self.out, 'results_superseded.jsonl'), 'a') as g:
-                for ln in moved:
-                    g.write(json.dumps({**json.loads(ln), 'superseded': stamp,
-                                        'superseded_by': want}) + '\n')
-            f.seek(0)
-            f.writelines(keep)
-            f.truncate()
+            for line in f:
+                old = json.loads(line) if line.strip() else None
+                if old is not None and old['run'] == run_id:
+                    moved.append(old)
+                else:
+                    keep.append(line)
+            if moved:
+                with open(os.path.join(self.out, 'results_superseded.jsonl'), 'a') as g:
+                    for old in moved:
+                        g.write(json.dumps({**old, 'superseded': stamp,
+                                            'superseded_by': want}) + '\n')
+                f.seek(0)
+                f.writelines(keep)
+                f.truncate()
+        if not moved:
+            log(f'run {run_id}: already superseded by another process')
+            return
+        log(f'run {run_id}: its row was run at {have}, the selection is now {want}: '
+            'superseded (kept in results_superseded.jsonl), rerun')
         per_user = _per_user_path(self.out, run_id)
         run_dir = os.path.join(self.out, 'runs', run_id)
         for path, aside in ((per_user, f'{per_user[:-4]}.superseded-{stamp}.npz'),
